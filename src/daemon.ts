@@ -1,0 +1,107 @@
+// The process around a server: embedded PostgreSQL when asked, signals, exit codes.
+//   exit 0  stopped by SIGINT/SIGTERM
+//   exit 1  could not start (database unreachable after PGWS_RETRIES, port in use,
+//           bad key material) or the listener was lost without PGWS_CHECK_LISTENER_INTERVAL
+//   exit 2  configuration error (reported by cli.ts before we get here)
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { SignJWT } from 'jose';
+import { describeConfig } from './config.js';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from './embedded.js';
+import { createLogger, type Logger } from './log.js';
+import { start, type RunningServer } from './server.js';
+import type { Config } from './types.js';
+import { VERSION } from './version.js';
+
+/** SIGTERM must end the process within this, even if a database connection hangs. */
+const SHUTDOWN_DEADLINE_MS = 4500;
+
+export async function runDaemon(config: Config): Promise<void> {
+  const log = createLogger(config.logLevel);
+  log.info({ version: VERSION, node: process.version, config: describeConfig(config) }, 'starting pgws');
+
+  let embedded: EmbeddedDatabase | undefined;
+  let effective = config;
+  if (config.dbUri === undefined) {
+    log.info('no PGWS_DB_URI: starting an embedded PostgreSQL for development (its data is deleted on exit)');
+    try {
+      embedded = await startEmbeddedPostgres();
+    } catch (err) {
+      failStart(log, `cannot start the embedded PostgreSQL: ${message(err)}`);
+      return;
+    }
+    effective = embeddedConfig(config, embedded);
+  }
+
+  let server: RunningServer;
+  try {
+    server = await start(effective, { log });
+  } catch (err) {
+    await embedded?.stop();
+    failStart(log, message(err));
+    return;
+  }
+
+  if (embedded) await printEmbeddedWelcome(effective, server.port);
+
+  let exiting = false;
+  const exit = async (code: number, why: string): Promise<void> => {
+    if (exiting) return;
+    exiting = true;
+    log.info({ why }, 'shutting down');
+    setTimeout(() => {
+      log.error('shutdown took too long; exiting anyway');
+      process.exit(code);
+    }, SHUTDOWN_DEADLINE_MS).unref();
+    await server.stop();
+    await embedded?.stop();
+    process.exit(code);
+  };
+  process.once('SIGINT', () => void exit(0, 'SIGINT'));
+  process.once('SIGTERM', () => void exit(0, 'SIGTERM'));
+  server.events.on('fatal', (err) => void exit(1, err.message));
+}
+
+function failStart(log: Logger, reason: string): void {
+  log.fatal({ reason }, 'pgws could not start');
+  process.stderr.write(`pgws: could not start: ${reason}\n`);
+  process.exitCode = 1;
+}
+
+function embeddedConfig(config: Config, db: EmbeddedDatabase): Config {
+  return Object.freeze({
+    ...config,
+    dbUri: db.uri,
+    // A random secret unless one was given: the welcome line carries a token for it.
+    jwtSecret: config.jwtSecret ?? randomBytes(32).toString('base64url'),
+    jwtSecretIsBase64: config.jwtSecret === undefined ? false : config.jwtSecretIsBase64,
+    metaChannel: config.metaChannel ?? 'meta',
+    rootPath: config.rootPath ?? fileURLToPath(new URL('../client-example/', import.meta.url)),
+  });
+}
+
+/**
+ * Development only: one line a person can open. It carries a token for the
+ * throwaway secret generated above, which is why printing it is acceptable
+ * here and nowhere else. It goes to stderr so stdout stays pure JSON logs.
+ */
+async function printEmbeddedWelcome(config: Config, port: number): Promise<void> {
+  if (config.jwtSecretIsBase64 || config.jwtSecret === undefined || config.jwtSecret.trim().startsWith('{')) {
+    process.stderr.write(`\npgws is running on port ${port} with an embedded PostgreSQL.\n\n`);
+    return;
+  }
+  const token = await new SignJWT({ mode: 'rw', channels: ['chat', config.metaChannel ?? 'meta'] })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setIssuedAt()
+    .sign(new TextEncoder().encode(config.jwtSecret));
+  process.stderr.write(
+    `\npgws is running with an embedded PostgreSQL. Open this in a browser:\n\n` +
+      `  http://localhost:${port}/#token=${token}\n\n` +
+      `Send from the database with psql (password pgws-embedded):\n` +
+      `  psql '${config.dbUri ?? ''}' -c "SELECT pg_notify('${config.listenChannel}', json_build_object('channel','chat','payload','hello')::text)"\n\n`,
+  );
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

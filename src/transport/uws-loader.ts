@@ -1,0 +1,76 @@
+// Loads uWebSockets.js, and nothing else does. Two builds are tried in order:
+//  1. `uWebSockets.js` (the standard name; here @btc-vision/uwebsockets.js 20.57.0,
+//     or the official GitHub build a user swaps in). Needs glibc >= 2.38 on Linux.
+//  2. @trufflesuite/uws-js-unofficial's Node-20 binary (glibc >= 2.27, no TLS).
+//     Its binary is loaded directly: its src/uws.js silently falls back to a slow
+//     JavaScript imitation, which would hide the problem.
+import { createRequire } from 'node:module';
+import type * as UwsModule from 'uWebSockets.js';
+
+export type Uws = typeof UwsModule;
+
+export interface LoadedUws {
+  readonly uws: Uws;
+  /** Which build loaded, for logs and --version. */
+  readonly build: string;
+  readonly version: string;
+  readonly supportsTls: boolean;
+}
+
+const require = createRequire(import.meta.url);
+
+let cached: LoadedUws | Error | undefined;
+
+export function loadUws(): LoadedUws {
+  if (cached === undefined) cached = tryLoad();
+  if (cached instanceof Error) throw cached;
+  return cached;
+}
+
+function tryLoad(): LoadedUws | Error {
+  const failures: string[] = [];
+  try {
+    const uws = require('uWebSockets.js') as Uws;
+    return { uws, build: 'uWebSockets.js', version: packageVersion('uWebSockets.js'), supportsTls: true };
+  } catch (err) {
+    failures.push(`uWebSockets.js: ${firstLine(err)}`);
+  }
+  const binary = `@trufflesuite/uws-js-unofficial/binaries/uws_${process.platform}_${process.arch}_${process.versions.modules}.node`;
+  try {
+    const uws = require(binary) as Uws;
+    return {
+      uws,
+      build: '@trufflesuite/uws-js-unofficial (Node 20 build, no TLS)',
+      version: packageVersion('@trufflesuite/uws-js-unofficial'),
+      supportsTls: false,
+    };
+  } catch (err) {
+    failures.push(`${binary}: ${firstLine(err)}`);
+  }
+  return new Error(
+    `cannot load uWebSockets.js on this system (Node ${process.version}, ABI ${process.versions.modules}, ` +
+      `${process.platform}-${process.arch}, glibc ${glibcVersion() ?? 'n/a'}). ` +
+      `uWebSockets.js 20.57 needs glibc >= 2.38 (Debian 13, Ubuntu 24.04 or later); ` +
+      `the Node-20 fallback build needs Node 20 on Linux/macOS/Windows x64. ` +
+      `Way out: run on such a system (or the official Docker image), or use Node 20. Details: ${failures.join(' | ')}`,
+  );
+}
+
+export function glibcVersion(): string | undefined {
+  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
+  return report?.header?.glibcVersionRuntime;
+}
+
+function packageVersion(name: string): string {
+  try {
+    return (require(`${name}/package.json`) as { version?: string }).version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+function firstLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  const glibc = /GLIBC_[0-9.]+' not found/.exec(text);
+  return glibc ? glibc[0] : (text.split('\n').find((l) => l.trim() !== '') ?? text);
+}

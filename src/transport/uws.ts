@@ -1,0 +1,270 @@
+// The uWebSockets.js transport: WebSockets and HTTP on one port, fan-out through
+// uWS's C++ topics (one topic per channel), so publishing never loops in JavaScript.
+import type { HttpResponse, TemplatedApp, WebSocket, us_listen_socket } from 'uWebSockets.js';
+import { Close, type CloseCode } from '../types.js';
+import { limitCloseReason } from './close-reason.js';
+import { loadUws, type LoadedUws } from './uws-loader.js';
+import type {
+  HttpAnswer,
+  SendResult,
+  Transport,
+  TransportHandlers,
+  TransportOptions,
+  TransportSocket,
+} from './types.js';
+
+export interface TlsFiles {
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+/** Per-socket state kept in uWS's user data. */
+interface UserData<S> {
+  session: S;
+  remoteAddress: string;
+  closed: boolean;
+  handle: UwsSocket<S> | undefined;
+}
+
+/** Frames above this are cut by uWS itself (the client sees 1006); below it, our limit answers 1009. */
+export const HARD_FRAME_CAP_BYTES = 1024 * 1024;
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+export function createUwsTransport<S>(
+  options: TransportOptions,
+  handlers: TransportHandlers<S>,
+  tls?: TlsFiles,
+): Transport<S> {
+  const loaded = loadUws();
+  if (tls && !loaded.supportsTls) {
+    throw new Error(
+      `TLS was asked for (PGWS_CERTIFICATE_FILE, PGWS_KEY_FILE) but the loaded uWebSockets.js build, ${loaded.build}, has no TLS. ` +
+        'Run on a system where uWebSockets.js 20.57 loads (glibc >= 2.38), or terminate TLS in a proxy in front of pgws.',
+    );
+  }
+  const { uws } = loaded;
+  const app: TemplatedApp = tls
+    ? uws.SSLApp({ cert_file_name: tls.certFile, key_file_name: tls.keyFile })
+    : uws.App();
+  const sockets = new Set<UwsSocket<S>>();
+  let listenSocket: us_listen_socket | undefined;
+  let closing = false;
+
+  app.ws<UserData<S>>('/*', {
+    // uWS drops a connection without a close frame past maxPayloadLength, so it is
+    // set well above our limit and frames over our limit get a proper 1009 below.
+    maxPayloadLength: Math.max(HARD_FRAME_CAP_BYTES, options.maxMessageBytes),
+    maxBackpressure: options.maxBackpressureBytes,
+    // A socket over its limit is closed rather than silently skipped by publish.
+    closeOnBackpressureLimit: true,
+    idleTimeout: options.idleTimeoutSeconds,
+    sendPingsAutomatically: true,
+
+    upgrade: (res, req, context) => {
+      // The request object lives on the stack: copy everything before any await.
+      const path = req.getUrl();
+      const key = req.getHeader('sec-websocket-key');
+      const protocol = firstProtocol(req.getHeader('sec-websocket-protocol'));
+      const extensions = req.getHeader('sec-websocket-extensions');
+      const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
+      let aborted = false;
+      res.onAborted(() => {
+        aborted = true;
+      });
+      if (closing) {
+        writeAnswer(res, { status: 503, headers: {}, body: 'Server shutting down\n' });
+        return;
+      }
+      handlers.upgrade({ path, remoteAddress }).then(
+        (decision) => {
+          if (aborted) return;
+          res.cork(() => {
+            if (closing) {
+              writeAnswer(res, { status: 503, headers: {}, body: 'Server shutting down\n' });
+            } else if (decision.accept) {
+              const data: UserData<S> = { session: decision.session, remoteAddress, closed: false, handle: undefined };
+              res.upgrade(data, key, protocol, extensions, context);
+            } else {
+              writeAnswer(res, { status: decision.status, headers: {}, body: `${decision.reason}\n` });
+            }
+          });
+        },
+        () => {
+          if (!aborted) res.cork(() => writeAnswer(res, { status: 500, headers: {}, body: 'Internal error\n' }));
+        },
+      );
+    },
+
+    open: (ws) => {
+      const socket = new UwsSocket(ws);
+      ws.getUserData().handle = socket;
+      sockets.add(socket);
+      handlers.open(socket);
+    },
+
+    message: (ws, message, isBinary) => {
+      const socket = ws.getUserData().handle;
+      if (!socket) return;
+      if (message.byteLength > options.maxMessageBytes) {
+        socket.close(Close.TooBig, `Message too big: ${message.byteLength} bytes, the limit is ${options.maxMessageBytes}`);
+        return;
+      }
+      // Text frames are UTF-8-checked by uWS itself (it closes with 1007);
+      // binary frames are read as UTF-8 text per PROTOCOL.md §3.
+      let text: string;
+      try {
+        text = isBinary ? utf8.decode(message) : Buffer.from(message).toString('utf8');
+      } catch {
+        socket.close(Close.BadUtf8, 'Invalid UTF-8 in binary frame');
+        return;
+      }
+      handlers.message(socket, text);
+    },
+
+    close: (ws, code, message) => {
+      const data = ws.getUserData();
+      data.closed = true;
+      const socket = data.handle;
+      if (!socket) return;
+      sockets.delete(socket);
+      handlers.close(socket, code, Buffer.from(message).toString('utf8'));
+    },
+  });
+
+  app.any('/*', (res, req) => {
+    const method = req.getMethod().toUpperCase();
+    const path = req.getUrl();
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    handlers.http({ method, path }).then(
+      (answer) => {
+        if (!aborted) res.cork(() => writeAnswer(res, answer, method === 'HEAD'));
+      },
+      () => {
+        if (!aborted) res.cork(() => writeAnswer(res, { status: 500, headers: {}, body: 'Internal error\n' }));
+      },
+    );
+  });
+
+  return {
+    name: 'uws',
+    version: `${loaded.build} ${loaded.version}`,
+
+    listen() {
+      return new Promise<number>((resolve, reject) => {
+        const done = (socket: us_listen_socket | false): void => {
+          if (!socket) {
+            reject(new Error(`cannot listen on ${options.host}:${options.port} (address in use, or not available on this host)`));
+            return;
+          }
+          listenSocket = socket;
+          resolve(uws.us_socket_local_port(socket));
+        };
+        const host = listenAddress(options.host);
+        if (host === undefined) app.listen(options.port, done);
+        else app.listen(host, options.port, done);
+      });
+    },
+
+    publish(channel, text) {
+      return app.publish(channel, text, false, false);
+    },
+
+    async shutdown(code, reason) {
+      closing = true;
+      for (const socket of [...sockets]) socket.close(code, reason);
+      if (listenSocket) {
+        uws.us_listen_socket_close(listenSocket);
+        listenSocket = undefined;
+      }
+    },
+
+    socketCount() {
+      return sockets.size;
+    },
+  };
+}
+
+class UwsSocket<S> implements TransportSocket<S> {
+  readonly session: S;
+  readonly remoteAddress: string;
+
+  constructor(private readonly ws: WebSocket<UserData<S>>) {
+    const data = ws.getUserData();
+    this.session = data.session;
+    this.remoteAddress = data.remoteAddress;
+  }
+
+  private get closed(): boolean {
+    return this.ws.getUserData().closed;
+  }
+
+  send(text: string): SendResult {
+    if (this.closed) return 'dropped';
+    // uWS: 1 = written, 0 = queued under backpressure, 2 = dropped (over the limit).
+    const status = this.ws.send(text, false, false);
+    return status === 1 ? 'sent' : status === 0 ? 'queued' : 'dropped';
+  }
+
+  close(code: CloseCode, reason: string): void {
+    if (this.closed) return;
+    this.ws.end(code, limitCloseReason(reason));
+  }
+
+  subscribe(channel: string): void {
+    if (!this.closed) this.ws.subscribe(channel);
+  }
+
+  bufferedAmount(): number {
+    return this.closed ? 0 : this.ws.getBufferedAmount();
+  }
+}
+
+/** `*4` = all IPv4, `*6` / `*` = all IPv6 (and IPv4 where the OS maps it), else as given. */
+function listenAddress(host: string): string | undefined {
+  switch (host) {
+    case '*4':
+      return '0.0.0.0';
+    case '*6':
+    case '*':
+      return '::';
+    default:
+      return host;
+  }
+}
+
+/** A client may offer several subprotocols; echoing the whole list would fail the handshake. */
+function firstProtocol(header: string): string {
+  return header.split(',')[0]?.trim() ?? '';
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  200: 'OK',
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+function writeAnswer(res: HttpResponse, answer: HttpAnswer, headOnly = false): void {
+  res.writeStatus(`${answer.status} ${STATUS_TEXT[answer.status] ?? 'Status'}`);
+  const headers: Record<string, string> = { 'Content-Type': 'text/plain; charset=utf-8', ...answer.headers };
+  for (const [name, value] of Object.entries(headers)) {
+    // uWS writes Content-Length itself from the body it is given.
+    if (name.toLowerCase() !== 'content-length') res.writeHeader(name, value);
+  }
+  if (headOnly) {
+    const length = headers['Content-Length'] ?? String(Buffer.byteLength(answer.body));
+    res.endWithoutBody(Number(length));
+  } else {
+    res.end(answer.body);
+  }
+}
+
+export type { LoadedUws };

@@ -1,0 +1,73 @@
+// Types that cross module boundaries. Each is exact: no `any`, no open bags
+// except where the wire contract itself is open (a token's extra claims).
+
+/** A JSON value, as found in a token's claims. */
+export type Json = string | number | boolean | null | readonly Json[] | { readonly [key: string]: Json };
+
+/** Socket mode from the `mode` claim (PROTOCOL.md §1). */
+export type Mode = 'r' | 'w' | 'rw';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+/**
+ * The validated, frozen configuration (PROTOCOL.md §7 plus our extensions).
+ * Built only by src/config.ts.
+ */
+export interface Config {
+  /** PostgreSQL URI; undefined only when `embedded` will provide one. Secret (may hold a password). */
+  readonly dbUri: string | undefined;
+  /** HMAC secret, JWK or JWKS text. Secret. undefined only in embedded mode (a random one is generated). */
+  readonly jwtSecret: string | undefined;
+  readonly jwtSecretIsBase64: boolean;
+  /** `*4`, `*6`, `*`, or an address / host name. */
+  readonly host: string;
+  readonly port: number;
+  readonly listenChannel: string;
+  readonly metaChannel: string | undefined;
+  readonly rootPath: string | undefined;
+  readonly poolSize: number;
+  readonly retries: number;
+  /** Milliseconds between listener checks; 0 = off (a lost listener exits the process). */
+  readonly checkListenerInterval: number;
+  readonly certificateFile: string | undefined;
+  readonly keyFile: string | undefined;
+  readonly logLevel: LogLevel;
+  /** Start a throwaway embedded PostgreSQL when no dbUri is given (development only). */
+  readonly embedded: boolean;
+}
+
+/** The verified claims of a token. `mode` is checked; every other claim is passed through as is. */
+export interface Claims {
+  readonly mode: Mode;
+  readonly channel?: string;
+  readonly channels?: readonly string[];
+  readonly exp?: number;
+  readonly nbf?: number;
+  readonly [claim: string]: Json | undefined;
+}
+
+/** What a verified handshake grants a socket. */
+export interface Grant {
+  readonly mode: Mode;
+  /** The channels this socket is open on, in order, without duplicates (never empty). */
+  readonly channels: readonly string[];
+  readonly claims: Claims;
+  /** Token expiry, Unix seconds, if the token has one. */
+  readonly exp: number | undefined;
+}
+
+/** WebSocket close codes pgws uses (PROTOCOL.md §6). Use these, never literals. */
+export const Close = {
+  Normal: 1000,
+  GoingAway: 1001,
+  PolicyViolation: 1008,
+  BadUtf8: 1007,
+  TooBig: 1009,
+  ServerError: 1011,
+  TryAgainLater: 1013,
+  JwtExpired: 3001,
+} as const;
+export type CloseCode = (typeof Close)[keyof typeof Close];
+
+/** Largest NOTIFY payload PostgreSQL accepts is 7999 bytes ("must be shorter than 8000 bytes"). */
+export const NOTIFY_PAYLOAD_LIMIT = 8000;

@@ -1,0 +1,4 @@
+import { afterAll } from 'vitest';
+import { disposeAll } from './leftovers.js';
+
+afterAll(disposeAll);
