@@ -1,0 +1,248 @@
+// Turns PGWS_JWT_SECRET into what token verification needs (PROTOCOL.md §1, Keys):
+// a key resolver plus the explicit list of algorithms that key may verify.
+//
+// The algorithm list is what stops algorithm confusion: an HMAC secret only ever
+// allows HS*, an asymmetric key only ever allows algorithms of its own type, and
+// `none` is never in any list. jose enforces key types as well; the list makes the
+// policy visible and rejects a wrong `alg` before any key is touched.
+//
+// Error messages never contain the secret: they name what is wrong, not the value.
+
+import { createLocalJWKSet, importJWK } from 'jose';
+import type { CryptoKey, JWK, JWSHeaderParameters, JWTVerifyGetKey } from 'jose';
+
+export type KeyKind = 'hmac' | 'jwk' | 'jwks';
+
+export interface KeySource {
+  /** What PGWS_JWT_SECRET turned out to be; safe to log. */
+  readonly kind: KeyKind;
+  /** The only `alg` header values a token may carry. Never contains `none`. */
+  readonly algorithms: readonly string[];
+  /** Resolves the verification key for a token whose `alg` is already known to be allowed. */
+  readonly getKey: JWTVerifyGetKey;
+}
+
+const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const;
+const RSA_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'] as const;
+const EC_ALGORITHMS_BY_CURVE: Readonly<Record<string, string>> = {
+  'P-256': 'ES256',
+  'P-384': 'ES384',
+  'P-521': 'ES512',
+};
+const ED25519_ALGORITHMS = ['EdDSA', 'Ed25519'] as const;
+const ML_DSA_ALGORITHMS = ['ML-DSA-44', 'ML-DSA-65', 'ML-DSA-87'] as const;
+
+// Members that make a JWK private. A private key cannot verify in WebCrypto, so a
+// JWK pasted with its private half is reduced to the public half it implies.
+const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'priv'] as const;
+
+const JSON_ERROR_PREFIX = 'PGWS_JWT_SECRET looks like JSON but is not a valid JWK or JWK Set';
+
+type JsonObject = Record<string, unknown>;
+
+/** Builds the key source for PGWS_JWT_SECRET. Throws an Error (without the secret) when unusable. */
+export async function loadVerificationKeys(secret: string, isBase64: boolean): Promise<KeySource> {
+  if (isBase64) return hmacKeySource(decodeBase64Secret(secret));
+  if (looksLikeJson(secret)) return jsonKeySource(secret);
+  return hmacKeySource(new TextEncoder().encode(secret));
+}
+
+// ---------------------------------------------------------------------------
+// HMAC
+
+function hmacKeySource(keyBytes: Uint8Array): KeySource {
+  if (keyBytes.length === 0) throw new Error('PGWS_JWT_SECRET is empty: an HMAC secret needs at least one byte');
+  return { kind: 'hmac', algorithms: HMAC_ALGORITHMS, getKey: () => keyBytes };
+}
+
+/**
+ * Decodes a base64 secret. Accepts the standard and the URL-safe alphabet (even mixed),
+ * with or without padding, and ignores whitespace (secrets read from files are often wrapped).
+ * Node's own decoder silently skips bad characters, so the text is validated first.
+ */
+export function decodeBase64Secret(secret: string): Uint8Array {
+  const compact = secret.replace(/\s+/g, '');
+  const unpadded = compact.replace(/={1,2}$/, '');
+  const paddingLength = compact.length - unpadded.length;
+  const valid =
+    /^[A-Za-z0-9+/_-]*$/.test(unpadded) &&
+    unpadded.length % 4 !== 1 &&
+    (paddingLength === 0 || compact.length % 4 === 0);
+  if (!valid) {
+    throw new Error('PGWS_JWT_SECRET is not valid base64 (PGWS_JWT_SECRET_BASE64 is true)');
+  }
+  const standard = unpadded.replace(/-/g, '+').replace(/_/g, '/');
+  return new Uint8Array(Buffer.from(standard, 'base64'));
+}
+
+// ---------------------------------------------------------------------------
+// JSON: a single JWK or a JWK Set
+
+// A secret shaped like a JSON object is treated as a key and must be a valid one. Falling
+// back to HMAC would be dangerous: a mistyped *public* JWK would become an HMAC secret that
+// anyone holding the public key could sign with. Any other text stays an HMAC secret,
+// as in postgres-websockets.
+function looksLikeJson(secret: string): boolean {
+  const trimmed = secret.trim();
+  return trimmed.startsWith('{') && trimmed.endsWith('}');
+}
+
+async function jsonKeySource(secret: string): Promise<KeySource> {
+  const parsed = parseJsonObject(secret);
+  try {
+    if (Array.isArray(parsed.keys)) return await jwkSetKeySource(parsed, parsed.keys);
+    if (typeof parsed.kty === 'string') return await singleJwkKeySource(parsed);
+  } catch (error) {
+    throw new Error(`${JSON_ERROR_PREFIX}: ${describeError(error)}`);
+  }
+  throw new Error(`${JSON_ERROR_PREFIX}: it has neither a "kty" nor a "keys" member`);
+}
+
+function parseJsonObject(secret: string): JsonObject {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(secret);
+  } catch {
+    // Not the parser's message: V8 quotes part of the input, which is the secret.
+    throw new Error(`${JSON_ERROR_PREFIX}: it is not valid JSON`);
+  }
+  if (!isJsonObject(parsed)) throw new Error(`${JSON_ERROR_PREFIX}: it is not a JSON object`);
+  return parsed;
+}
+
+async function singleJwkKeySource(jwk: JsonObject): Promise<KeySource> {
+  const algorithms = algorithmsForJwk(jwk);
+  if (algorithms.length === 0) throw new Error(unusableJwkReason(jwk));
+  const verificationJwk = publicPart(jwk);
+  assertRsaModulusLongEnough(verificationJwk);
+  // Import once per algorithm up front: a broken key fails at start-up, not on the first
+  // client, and WebCrypto binds each imported key to one algorithm (RS256 != PS256).
+  const keysByAlgorithm = new Map<string, CryptoKey | Uint8Array>();
+  for (const alg of algorithms) {
+    keysByAlgorithm.set(alg, await importJWK(verificationJwk, alg));
+  }
+  const getKey = (header: JWSHeaderParameters): CryptoKey | Uint8Array => {
+    const key = header.alg === undefined ? undefined : keysByAlgorithm.get(header.alg);
+    // Unreachable while `algorithms` is passed to jwtVerify; a guard, not a code path.
+    if (key === undefined) throw new Error('Token algorithm not allowed');
+    return key;
+  };
+  return { kind: 'jwk', algorithms, getKey };
+}
+
+async function jwkSetKeySource(jwks: JsonObject, members: readonly unknown[]): Promise<KeySource> {
+  const keys = members.map((member, index) => {
+    if (!isJsonObject(member)) throw new Error(`"keys" member ${index} is not an object`);
+    // jose's local JWK Set resolves public keys only; an HMAC secret belongs in a single JWK.
+    if (member.kty === 'oct') throw new Error(`"keys" member ${index} is a symmetric (oct) key; use a single JWK for it`);
+    return publicPart(member);
+  });
+  const algorithms = unique(keys.flatMap(algorithmsForJwk));
+  if (algorithms.length === 0) throw new Error('no key in the set can verify signatures');
+  await importEveryUsableKey(keys);
+  const getKey = createLocalJWKSet({ ...jwks, keys: keys.map(asJwk) });
+  return { kind: 'jwks', algorithms, getKey };
+}
+
+// createLocalJWKSet only checks the set's shape; importing each key now turns a broken
+// key into a start-up error instead of a 401 for every client that picks it.
+async function importEveryUsableKey(keys: readonly JsonObject[]): Promise<void> {
+  for (const [index, jwk] of keys.entries()) {
+    const [firstAlgorithm] = algorithmsForJwk(jwk);
+    if (firstAlgorithm === undefined) continue; // e.g. an encryption key: never picked for a signature
+    try {
+      assertRsaModulusLongEnough(jwk);
+      await importJWK(asJwk(jwk), firstAlgorithm);
+    } catch (error) {
+      throw new Error(`"keys" member ${index}: ${describeError(error)}`);
+    }
+  }
+}
+
+/**
+ * The signature algorithms a JWK may verify: its own `alg` when set (if that is a signature
+ * algorithm of its key type), else every algorithm its `kty`/`crv` supports.
+ * Empty for keys meant for encryption or of an unsupported type.
+ */
+function algorithmsForJwk(jwk: JsonObject): string[] {
+  if (jwk.use !== undefined && jwk.use !== 'sig') return [];
+  const supported = algorithmsForKeyType(jwk.kty, jwk.crv);
+  if (jwk.alg === undefined) return jwk.kty === 'AKP' ? [] : supported;
+  return typeof jwk.alg === 'string' && supported.includes(jwk.alg) ? [jwk.alg] : [];
+}
+
+function algorithmsForKeyType(kty: unknown, crv: unknown): string[] {
+  switch (kty) {
+    case 'oct':
+      return [...HMAC_ALGORITHMS];
+    case 'RSA':
+      return [...RSA_ALGORITHMS];
+    case 'EC': {
+      const alg = typeof crv === 'string' ? EC_ALGORITHMS_BY_CURVE[crv] : undefined;
+      return alg === undefined ? [] : [alg];
+    }
+    case 'OKP':
+      return crv === 'Ed25519' ? [...ED25519_ALGORITHMS] : [];
+    case 'AKP':
+      // ML-DSA keys carry their parameter set in `alg`, which is therefore required.
+      return [...ML_DSA_ALGORITHMS];
+    default:
+      return [];
+  }
+}
+
+function unusableJwkReason(jwk: JsonObject): string {
+  if (jwk.use !== undefined && jwk.use !== 'sig') return 'its "use" is not "sig"';
+  if (jwk.alg !== undefined) return 'its "alg" is not a signature algorithm for its key type';
+  return 'its "kty"/"crv" is not supported for signatures';
+}
+
+const MIN_RSA_MODULUS_BITS = 2048;
+
+// jose refuses RSA keys under 2048 bits only when a token arrives; checking here makes
+// a short key a start-up error instead of a 401 for every client.
+function assertRsaModulusLongEnough(jwk: JsonObject): void {
+  if (jwk.kty !== 'RSA' || typeof jwk.n !== 'string') return;
+  const bits = bitLength(Buffer.from(jwk.n, 'base64url'));
+  if (bits < MIN_RSA_MODULUS_BITS) {
+    throw new Error(`RSA key is ${bits} bits; at least ${MIN_RSA_MODULUS_BITS} are required`);
+  }
+}
+
+function bitLength(bigEndian: Uint8Array): number {
+  const firstNonZero = bigEndian.findIndex((byte) => byte !== 0);
+  if (firstNonZero === -1) return 0;
+  const leadingByte = bigEndian[firstNonZero] ?? 0;
+  return (bigEndian.length - firstNonZero - 1) * 8 + (32 - Math.clz32(leadingByte));
+}
+
+/** The public half of an asymmetric JWK; a symmetric (oct) JWK is returned unchanged. */
+function publicPart(jwk: JsonObject): JsonObject {
+  if (jwk.kty === 'oct') return jwk;
+  const isPrivate = PRIVATE_JWK_MEMBERS.some((member) => member in jwk);
+  if (!isPrivate) return jwk;
+  const copy: JsonObject = { ...jwk };
+  for (const member of PRIVATE_JWK_MEMBERS) delete copy[member];
+  // A private key's key_ops say "sign"; the public half is only ever used to verify.
+  delete copy.key_ops;
+  return copy;
+}
+
+// jose validates every member itself (and reports what is wrong), so the parsed object is
+// handed over as a JWK without re-checking each field here.
+function asJwk(jwk: JsonObject): JWK {
+  return jwk as JWK;
+}
+
+function isJsonObject(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function unique<T>(values: readonly T[]): T[] {
+  return [...new Set(values)];
+}
+
+// jose's and WebCrypto's messages describe the key's structure, never its values.
+function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
