@@ -143,3 +143,18 @@ describe('sockets to the database', () => {
     expect((await writer.closed).code).toBe(1009);
   });
 });
+
+describe('meta channel', () => {
+  it('announces ConnectionOpen and ConnectionClose with the socket channels and claims', async () => {
+    const metaSrv = await startPgws(db.uri, { metaChannel: 'server-events' });
+    const watcher = await connect(`${metaSrv.url}/server-events/${await token({ mode: 'r' })}`);
+    // The watcher's own ConnectionOpen arrives first.
+    expect(await watcher.nextJson()).toMatchObject({ event: 'ConnectionOpen', channel: 'server-events', payload: 'server-events' });
+    const guest = await connect(`${metaSrv.url}/${await token({ mode: 'rw', channels: ['lobby', 'games'], role: 'guest' })}`);
+    const opened = await watcher.nextJson<{ event: string; channel: string; payload: string; claims: Record<string, unknown> }>();
+    expect(opened).toMatchObject({ event: 'ConnectionOpen', channel: 'server-events', payload: 'lobby,games', claims: { mode: 'rw', role: 'guest' } });
+    expect(typeof opened.claims.message_delivered_at).toBe('number');
+    await guest.close();
+    expect(await watcher.nextJson()).toMatchObject({ event: 'ConnectionClose', channel: 'server-events', payload: 'lobby,games' });
+  });
+});

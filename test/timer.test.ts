@@ -1,0 +1,71 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { backoffMs, MAX_TIMEOUT_MS, timer } from '../src/timer.js';
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('timer', () => {
+  it('fires after a delay longer than setTimeout can wait (over 24.8 days), not at once', () => {
+    vi.useFakeTimers();
+    const fn = vi.fn();
+    const days40 = 40 * 24 * 3600 * 1000;
+    expect(days40).toBeGreaterThan(MAX_TIMEOUT_MS);
+    timer(fn, days40).start();
+    vi.advanceTimersByTime(1000);
+    expect(fn).not.toHaveBeenCalled();
+    vi.advanceTimersByTime(MAX_TIMEOUT_MS);
+    expect(fn).not.toHaveBeenCalled();
+    vi.advanceTimersByTime(days40 - MAX_TIMEOUT_MS - 1000 - 1);
+    expect(fn).not.toHaveBeenCalled();
+    vi.advanceTimersByTime(1);
+    expect(fn).toHaveBeenCalledTimes(1);
+  });
+
+  it('fires at once for a delay already past, and never after cancel', () => {
+    vi.useFakeTimers();
+    const past = vi.fn();
+    timer(past, -5).start();
+    vi.advanceTimersByTime(0);
+    expect(past).toHaveBeenCalledTimes(1);
+    const cancelled = vi.fn();
+    const t = timer(cancelled, 100);
+    t.start();
+    t.cancel();
+    vi.advanceTimersByTime(1000);
+    expect(cancelled).not.toHaveBeenCalled();
+  });
+
+  it('restarts the countdown on start()', () => {
+    vi.useFakeTimers();
+    const fn = vi.fn();
+    const t = timer(fn, 100);
+    t.start();
+    vi.advanceTimersByTime(90);
+    t.start();
+    vi.advanceTimersByTime(90);
+    expect(fn).not.toHaveBeenCalled();
+    vi.advanceTimersByTime(10);
+    expect(fn).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe('backoffMs', () => {
+  it.each([
+    [0, 1000],
+    [1, 2000],
+    [2, 4000],
+    [5, 32_000],
+    [9, 32_000],
+  ])('attempt %i without jitter waits %i ms (1 s doubling, capped at 32 s)', (attempt, expected) => {
+    expect(backoffMs(attempt, 1000, 32_000, false)).toBe(expected);
+  });
+
+  it('with jitter stays between half and all of the step', () => {
+    for (let i = 0; i < 100; i++) {
+      const v = backoffMs(3, 100, 10_000);
+      expect(v).toBeGreaterThanOrEqual(400);
+      expect(v).toBeLessThanOrEqual(800);
+    }
+  });
+});
