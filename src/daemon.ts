@@ -22,13 +22,15 @@ export async function runDaemon(config: Config): Promise<void> {
 
   let embedded: EmbeddedDatabase | undefined;
   let effective = config;
-  if (config.dbUri === undefined) {
-    log.info('no PGWS_DB_URI: starting an embedded PostgreSQL for development (its data is deleted on exit)');
-    try {
-      embedded = await startEmbeddedPostgres();
-    } catch (err) {
-      failStart(log, `cannot start the embedded PostgreSQL: ${message(err)}`);
-      return;
+  if (config.embedded) {
+    if (config.dbUri === undefined) {
+      log.info('no PGWS_DB_URI: starting an embedded PostgreSQL for development (its data is deleted on exit)');
+      try {
+        embedded = await startEmbeddedPostgres();
+      } catch (err) {
+        failStart(log, `cannot start the embedded PostgreSQL: ${message(err)}`);
+        return;
+      }
     }
     effective = embeddedConfig(config, embedded);
   }
@@ -42,7 +44,8 @@ export async function runDaemon(config: Config): Promise<void> {
     return;
   }
 
-  if (embedded) await printEmbeddedWelcome(effective, server.port);
+  // A token is printed only for a secret pgws generated itself, never for one the user gave.
+  if (config.embedded) await printEmbeddedWelcome(effective, server.port, embedded !== undefined, config.jwtSecret === undefined);
 
   let exiting = false;
   const exit = async (code: number, why: string): Promise<void> => {
@@ -68,10 +71,11 @@ function failStart(log: Logger, reason: string): void {
   process.exitCode = 1;
 }
 
-function embeddedConfig(config: Config, db: EmbeddedDatabase): Config {
+/** Development defaults of --embedded: a database if none was given, a secret, the example page. */
+function embeddedConfig(config: Config, db: EmbeddedDatabase | undefined): Config {
   return Object.freeze({
     ...config,
-    dbUri: db.uri,
+    dbUri: config.dbUri ?? db?.uri,
     // A random secret unless one was given: the welcome line carries a token for it.
     jwtSecret: config.jwtSecret ?? randomBytes(32).toString('base64url'),
     jwtSecretIsBase64: config.jwtSecret === undefined ? false : config.jwtSecretIsBase64,
@@ -85,20 +89,21 @@ function embeddedConfig(config: Config, db: EmbeddedDatabase): Config {
  * throwaway secret generated above, which is why printing it is acceptable
  * here and nowhere else. It goes to stderr so stdout stays pure JSON logs.
  */
-async function printEmbeddedWelcome(config: Config, port: number): Promise<void> {
-  if (config.jwtSecretIsBase64 || config.jwtSecret === undefined || config.jwtSecret.trim().startsWith('{')) {
-    process.stderr.write(`\npgws is running on port ${port} with an embedded PostgreSQL.\n\n`);
+async function printEmbeddedWelcome(config: Config, port: number, ownDatabase: boolean, generatedSecret: boolean): Promise<void> {
+  if (!generatedSecret || config.jwtSecret === undefined) {
+    process.stderr.write(`\npgws is running on port ${port}.\n\n`);
     return;
   }
   const token = await new SignJWT({ mode: 'rw', channels: ['chat', config.metaChannel ?? 'meta'] })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setIssuedAt()
     .sign(new TextEncoder().encode(config.jwtSecret));
+  const psqlTarget = ownDatabase ? `'${config.dbUri ?? ''}'` : '<your database>';
   process.stderr.write(
-    `\npgws is running with an embedded PostgreSQL. Open this in a browser:\n\n` +
+    `\npgws is running${ownDatabase ? ' with an embedded PostgreSQL' : ''}. Open this in a browser:\n\n` +
       `  http://localhost:${port}/#token=${token}\n\n` +
-      `Send from the database with psql (password pgws-embedded):\n` +
-      `  psql '${config.dbUri ?? ''}' -c "SELECT pg_notify('${config.listenChannel}', json_build_object('channel','chat','payload','hello')::text)"\n\n`,
+      `Send from the database with psql:\n` +
+      `  psql ${psqlTarget} -c "SELECT pg_notify('${config.listenChannel}', json_build_object('channel','chat','payload','hello')::text)"\n\n`,
   );
 }
 

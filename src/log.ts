@@ -13,7 +13,6 @@ export const REDACT_PATHS = [
   'password',
   'dbUri',
   'config.jwtSecret',
-  'config.dbUri',
   'req.url',
   'req.headers.authorization',
 ];

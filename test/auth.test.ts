@@ -107,6 +107,9 @@ describe('channelFromPath', () => {
     ['/secret.token.here', undefined],
     ['/a/secret.token.here/c', undefined],
     ['/%ZZ/secret.token.here', undefined],
+    // A client that swapped the segments must not get its token logged as a channel.
+    ['/eyJhbGciOiJIUzI1NiJ9.eyJtb2RlIjoicncifQ.c2ln/chat', '[redacted: looks like a token]'],
+    [`/${'c'.repeat(150)}/tok`, `${'c'.repeat(100)}...`],
   ])('%s -> %s', (rawPath, channel) => {
     expect(channelFromPath(rawPath)).toBe(channel);
   });

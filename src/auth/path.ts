@@ -27,13 +27,22 @@ export function parseSocketPath(rawPath: string): ParsedPath {
   return { ok: true, channel: first, token: second };
 }
 
+/** Three base64url parts joined by dots: what a JWS looks like. */
+const LOOKS_LIKE_JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+const MAX_LOGGED_CHANNEL = 100;
+
 /**
- * The decoded channel of a `/<channel>/<jwt>` path, or undefined.
- * Safe to log: it never returns the token, even for a path that fails to parse.
+ * The decoded channel of a `/<channel>/<jwt>` path, or undefined, for logs.
+ * It never returns the token, even for a path that fails to parse, and even
+ * when a client swapped the segments (`/<jwt>/chat`): a channel segment that
+ * looks like a JWT is replaced by a placeholder.
  */
 export function channelFromPath(rawPath: string): string | undefined {
   const parsed = parseSocketPath(rawPath);
-  return parsed.ok ? parsed.channel : undefined;
+  const channel = parsed.ok ? parsed.channel : undefined;
+  if (channel === undefined) return undefined;
+  if (LOOKS_LIKE_JWT.test(channel)) return '[redacted: looks like a token]';
+  return channel.length > MAX_LOGGED_CHANNEL ? `${channel.slice(0, MAX_LOGGED_CHANNEL)}...` : channel;
 }
 
 /** Raw segments without the query string, the leading slash and one trailing slash. */

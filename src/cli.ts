@@ -1,0 +1,53 @@
+// The command line: --help, --version, configuration errors (exit 2), then the daemon.
+// Nothing else lives here; options are defined in options.ts and validated in config.ts.
+import { CommanderError } from 'commander';
+import { loadConfig } from './config.js';
+import { createCommand } from './options.js';
+import { VERSION } from './version.js';
+
+/** Exit code for a configuration the daemon refuses to start with. */
+const EXIT_CONFIG_ERROR = 2;
+
+export async function main(argv: string[]): Promise<void> {
+  // `pgws --help | head` closes the pipe early: that is not an error worth a stack trace.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
+  if (answeredHelpOrVersion(argv)) return;
+
+  const loaded = loadConfig({ argv, env: process.env, cwd: process.cwd() });
+  if (!loaded.ok) {
+    reportConfigErrors(loaded.errors);
+    process.exitCode = EXIT_CONFIG_ERROR;
+    return;
+  }
+  // Imported late so --help, --version and configuration errors never load the native
+  // WebSocket addon or the database driver.
+  const { runDaemon } = await import('./daemon.js');
+  await runDaemon(loaded.config);
+}
+
+/**
+ * Prints help or the version when asked, whatever else is on the line. Other commander
+ * complaints are silenced here: loadConfig reports them with the rest.
+ */
+function answeredHelpOrVersion(argv: string[]): boolean {
+  const command = createCommand()
+    .version(`pgws ${VERSION}`, '-V, --version', 'print the version and exit')
+    .helpOption('-h, --help', 'print this help and exit')
+    .exitOverride()
+    .configureOutput({ writeErr: () => undefined, outputError: () => undefined });
+  try {
+    command.parse(argv);
+    return false;
+  } catch (err) {
+    if (!(err instanceof CommanderError)) throw err;
+    return err.code === 'commander.helpDisplayed' || err.code === 'commander.version';
+  }
+}
+
+function reportConfigErrors(errors: readonly string[]): void {
+  const lines = ['pgws: configuration error', ...errors.map((error) => `  - ${error}`), 'Run pgws --help for the list of options.'];
+  process.stderr.write(lines.join('\n') + '\n');
+}

@@ -1,0 +1,394 @@
+// The one table of pgws options (STYLE.md, "One options table"). Command-line flags,
+// environment and .env reading, --help, sample.env and the README table all come from
+// OPTIONS, so adding an option means adding one row here and nowhere else.
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Command, Option } from 'commander';
+import type { Config, LogLevel } from './types.js';
+
+export type ParseResult<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
+
+/** What a parser may need besides the text: relative paths are relative to `cwd`. */
+export interface ParseContext {
+  readonly cwd: string;
+}
+
+export interface OptionSpec<K extends keyof Config> {
+  /** The Config field this option fills. */
+  readonly key: K;
+  /** Environment variable, also looked up in the .env file. */
+  readonly env: `PGWS_${string}`;
+  /** commander flag spec: `--port <port>` takes a value, `--embedded` is a switch. */
+  readonly flag: string;
+  /**
+   * The value used when no source sets the option, written as an environment variable would
+   * hold it. Only options whose Config field may be undefined can leave it unset.
+   */
+  readonly default: undefined extends Config[K] ? string | undefined : string;
+  /**
+   * Text -> value, or what is wrong with the text. The error never repeats the text: the
+   * caller adds `got "..."` unless the option is secret. Options without a default read an
+   * empty text as unset.
+   */
+  readonly parse: (raw: string, context: ParseContext) => ParseResult<Config[K]>;
+  /** One line for --help, sample.env and the README. */
+  readonly doc: string;
+  /** A secret's value must never appear in errors, logs or describeConfig output. */
+  readonly secret: boolean;
+  /** Set on options required unless `--embedded`: how to fix the omission. */
+  readonly required?: string;
+  /** A sample value for sample.env when the option has no default. */
+  readonly example?: string;
+}
+
+/** Any row of the table, each with its own value type. */
+export type AnyOptionSpec = { [K in keyof Config]: OptionSpec<K> }[keyof Config];
+
+export const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** PostgreSQL truncates identifiers (channel names included) to NAMEDATALEN - 1 bytes. */
+const MAX_IDENTIFIER_BYTES = 63;
+
+// ---------------------------------------------------------------------------------------
+// The table. Same variable names and defaults as postgres-websockets (PROTOCOL.md §7).
+
+export const OPTIONS: { readonly [K in keyof Config]: OptionSpec<K> } = {
+  dbUri: {
+    key: 'dbUri',
+    env: 'PGWS_DB_URI',
+    flag: '--db-uri <uri>',
+    default: undefined,
+    parse: optional(fileOrText(postgresUri)),
+    doc: 'PostgreSQL URI; @/path/to/file reads it from a file',
+    secret: true,
+    required:
+      'Give a PostgreSQL URI such as postgres://user:pass@localhost:5432/db (or @/path/to/file), or run with --embedded for a throwaway development database',
+    example: 'postgres://user:pass@localhost:5432/db',
+  },
+  jwtSecret: {
+    key: 'jwtSecret',
+    env: 'PGWS_JWT_SECRET',
+    flag: '--jwt-secret <secret>',
+    default: undefined,
+    parse: optional(fileOrText(nonEmptySecret)),
+    doc: 'JWT key: an HMAC secret, a JWK or a JWK Set as JSON; @/path/to/file reads it from a file (safer than a flag, which other users can see)',
+    secret: true,
+    required:
+      'Give the HMAC secret, a JWK or a JWK Set as JSON (or @/path/to/file), or run with --embedded to have a random secret generated',
+    example: 'change-me-to-a-long-random-secret',
+  },
+  jwtSecretIsBase64: {
+    key: 'jwtSecretIsBase64',
+    env: 'PGWS_JWT_SECRET_BASE64',
+    flag: '--jwt-secret-base64',
+    default: 'false',
+    parse: boolean,
+    doc: 'the JWT secret is base64-encoded (base64url characters accepted)',
+    secret: false,
+  },
+  host: {
+    key: 'host',
+    env: 'PGWS_HOST',
+    flag: '--host <host>',
+    default: '*4',
+    parse: host,
+    doc: 'listen address: *4 = all IPv4, *6 or * = all IPv6 and IPv4, else an address or host name',
+    secret: false,
+  },
+  port: {
+    key: 'port',
+    env: 'PGWS_PORT',
+    flag: '--port <port>',
+    default: '3000',
+    parse: integer(0, 65535),
+    doc: 'listen port; 0 picks any free port',
+    secret: false,
+  },
+  listenChannel: {
+    key: 'listenChannel',
+    env: 'PGWS_LISTEN_CHANNEL',
+    flag: '--listen-channel <name>',
+    default: 'postgres-websockets-listener',
+    parse: channelIdentifier,
+    doc: 'the one database channel pgws LISTENs and NOTIFYs on',
+    secret: false,
+  },
+  metaChannel: {
+    key: 'metaChannel',
+    env: 'PGWS_META_CHANNEL',
+    flag: '--meta-channel <name>',
+    default: undefined,
+    parse: optional(text),
+    doc: 'channel that receives a ConnectionOpen/ConnectionClose event for every socket; unset = no events',
+    secret: false,
+    example: 'meta',
+  },
+  rootPath: {
+    key: 'rootPath',
+    env: 'PGWS_ROOT_PATH',
+    flag: '--root-path <dir>',
+    default: undefined,
+    parse: optional(existingDirectory),
+    doc: 'folder of static files served over HTTP on the same port',
+    secret: false,
+    example: './client-example',
+  },
+  poolSize: {
+    key: 'poolSize',
+    env: 'PGWS_POOL_SIZE',
+    flag: '--pool-size <n>',
+    default: '10',
+    parse: integer(1),
+    doc: 'database connections used for NOTIFY (the LISTEN connection is separate)',
+    secret: false,
+  },
+  retries: {
+    key: 'retries',
+    env: 'PGWS_RETRIES',
+    flag: '--retries <n>',
+    default: '5',
+    parse: integer(0),
+    doc: 'start-up attempts to reach the database before exiting non-zero',
+    secret: false,
+  },
+  checkListenerInterval: {
+    key: 'checkListenerInterval',
+    env: 'PGWS_CHECK_LISTENER_INTERVAL',
+    flag: '--check-listener-interval <ms>',
+    default: '0',
+    parse: integer(0),
+    doc: 'ms between checks of the LISTEN connection, which is re-opened when lost; 0 = off: a lost listener makes pgws exit non-zero',
+    secret: false,
+  },
+  certificateFile: {
+    key: 'certificateFile',
+    env: 'PGWS_CERTIFICATE_FILE',
+    flag: '--certificate-file <path>',
+    default: undefined,
+    parse: optional(readableFile),
+    doc: 'TLS certificate (PEM) to serve wss://; needs PGWS_KEY_FILE too',
+    secret: false,
+    example: '/etc/pgws/cert.pem',
+  },
+  keyFile: {
+    key: 'keyFile',
+    env: 'PGWS_KEY_FILE',
+    flag: '--key-file <path>',
+    default: undefined,
+    parse: optional(readableFile),
+    doc: 'TLS private key (PEM) for PGWS_CERTIFICATE_FILE',
+    secret: false,
+    example: '/etc/pgws/key.pem',
+  },
+  logLevel: {
+    key: 'logLevel',
+    env: 'PGWS_LOG_LEVEL',
+    flag: '--log-level <level>',
+    default: 'info',
+    parse: logLevel,
+    doc: `log level: ${LOG_LEVELS.join(', ')}`,
+    secret: false,
+  },
+  embedded: {
+    key: 'embedded',
+    env: 'PGWS_EMBEDDED',
+    flag: '--embedded',
+    default: 'false',
+    parse: boolean,
+    doc: 'development only: with no PGWS_DB_URI, start a throwaway embedded PostgreSQL (and generate a JWT secret if none is set)',
+    secret: false,
+  },
+};
+
+/** The table as a list, in a stable order, for code that iterates it. */
+export const OPTION_LIST: readonly AnyOptionSpec[] = Object.values(OPTIONS);
+
+/** Not an option of the daemon but of loading: which .env file to read. */
+export const ENV_FILE_FLAG = '--env-file <path>';
+export const DEFAULT_ENV_FILE = '.env';
+
+/** `--db-uri` from `--db-uri <uri>`. */
+export function longFlag(row: { readonly flag: string }): string {
+  return row.flag.split(' ')[0] ?? row.flag;
+}
+
+/** How --help and sample.env state what happens when the option is not set. */
+export function describeDefault(row: AnyOptionSpec): string {
+  if (row.required !== undefined) return 'required unless --embedded';
+  return row.default === undefined ? 'default: unset' : `default: ${row.default}`;
+}
+
+// ---------------------------------------------------------------------------------------
+// Renderings of the table.
+
+/**
+ * The commander program for pgws, one flag per row plus --env-file. No commander defaults
+ * and no commander env lookups: precedence is decided in config.ts, so a value commander
+ * holds always came from the command line.
+ */
+export function createCommand(): Command {
+  const command = new Command('pgws')
+    .description('PostgreSQL LISTEN/NOTIFY to WebSockets with JWT auth (a drop-in for postgres-websockets)')
+    .usage('[options]');
+  for (const row of OPTION_LIST) {
+    command.addOption(new Option(row.flag, `${row.doc} (env: ${row.env}; ${describeDefault(row)})`));
+  }
+  command.addOption(
+    new Option(ENV_FILE_FLAG, `read variables from this file (default: ${DEFAULT_ENV_FILE} in the current folder, if present)`),
+  );
+  command.addHelpText(
+    'after',
+    '\nEvery option can also be set by its environment variable or in the .env file.\n' +
+      'A flag wins over the environment, which wins over the .env file, which wins over the default.\n' +
+      'See sample.env for a commented example.',
+  );
+  return command;
+}
+
+/** The text of sample.env: every variable, commented out, with its default and doc. */
+export function renderSampleEnv(): string {
+  const header = [
+    '# pgws configuration. Copy this file to .env and uncomment what you need.',
+    '# A command-line flag wins over the environment, which wins over this file,',
+    '# which wins over the default. `pgws --help` lists the same options.',
+  ];
+  const blocks = OPTION_LIST.map((row) => [
+    '',
+    `# ${row.doc}`,
+    `# Flag ${longFlag(row)}; ${describeDefault(row)}.`,
+    `#${row.env}=${row.default ?? row.example ?? ''}`,
+  ]);
+  return [...header, ...blocks.flat()].join('\n') + '\n';
+}
+
+// ---------------------------------------------------------------------------------------
+// Parsers. Each returns what is wrong without repeating the text it was given.
+
+function ok<T>(value: T): ParseResult<T> {
+  return { ok: true, value };
+}
+
+function fail(error: string): { readonly ok: false; readonly error: string } {
+  return { ok: false, error };
+}
+
+/** Options without a default: an empty value means unset, as docker-compose often passes one. */
+function optional<T>(parse: (raw: string, context: ParseContext) => ParseResult<T>) {
+  return (raw: string, context: ParseContext): ParseResult<T | undefined> =>
+    raw === '' ? ok(undefined) : parse(raw, context);
+}
+
+/** `@path` reads the value from a file (one trailing newline stripped), as postgres-websockets does. */
+function fileOrText(parse: (value: string) => ParseResult<string>) {
+  return (raw: string, context: ParseContext): ParseResult<string> => {
+    if (!raw.startsWith('@')) return parse(raw);
+    const path = resolve(context.cwd, raw.slice(1));
+    let content: string;
+    try {
+      content = readFileSync(path, 'utf8');
+    } catch (err) {
+      return fail(`cannot read ${path}: ${describeFsError(err)}`);
+    }
+    const value = content.replace(/\r?\n$/, '');
+    if (value === '') return fail(`${path} is empty`);
+    const parsed = parse(value);
+    return parsed.ok ? parsed : fail(`${parsed.error} (read from ${path})`);
+  };
+}
+
+function postgresUri(value: string): ParseResult<string> {
+  // Only the scheme is checked: postgres.js also takes forms WHATWG URL rejects
+  // (several hosts, a Unix socket folder in ?host=).
+  if (/^postgres(ql)?:\/\//i.test(value.trim())) return ok(value.trim());
+  return fail('must start with postgres:// or postgresql:// (the value is not shown: it may hold a password)');
+}
+
+function nonEmptySecret(value: string): ParseResult<string> {
+  return value.trim() === '' ? fail('must not be blank') : ok(value);
+}
+
+function text(raw: string): ParseResult<string> {
+  return ok(raw);
+}
+
+const TRUE_WORDS = ['true', '1', 'yes'];
+const FALSE_WORDS = ['false', '0', 'no'];
+
+function boolean(raw: string): ParseResult<boolean> {
+  const word = raw.trim().toLowerCase();
+  if (TRUE_WORDS.includes(word)) return ok(true);
+  if (FALSE_WORDS.includes(word)) return ok(false);
+  return fail('must be true or false (1/0 and yes/no work too)');
+}
+
+function integer(min: number, max: number = Number.MAX_SAFE_INTEGER) {
+  const expected =
+    max === Number.MAX_SAFE_INTEGER ? `must be an integer of at least ${min}` : `must be an integer from ${min} to ${max}`;
+  return (raw: string): ParseResult<number> => {
+    const digits = raw.trim();
+    if (!/^\d+$/.test(digits)) return fail(expected);
+    const value = Number(digits);
+    return value >= min && value <= max ? ok(value) : fail(expected);
+  };
+}
+
+function host(raw: string): ParseResult<string> {
+  const value = raw.trim();
+  if (value === '' || /\s/.test(value)) return fail('must be *4, *6, *, an IP address or a host name');
+  return ok(value);
+}
+
+function channelIdentifier(raw: string): ParseResult<string> {
+  if (raw === '') return fail('must not be empty');
+  const bytes = Buffer.byteLength(raw, 'utf8');
+  if (bytes > MAX_IDENTIFIER_BYTES) {
+    return fail(`must be at most ${MAX_IDENTIFIER_BYTES} bytes (a PostgreSQL identifier), this one has ${bytes}`);
+  }
+  return ok(raw);
+}
+
+function logLevel(raw: string): ParseResult<LogLevel> {
+  const word = raw.trim().toLowerCase();
+  const level = LOG_LEVELS.find((candidate) => candidate === word);
+  return level === undefined ? fail(`must be one of ${LOG_LEVELS.join(', ')}`) : ok(level);
+}
+
+/** Resolved to an absolute path so the daemon does not depend on the working folder. */
+function existingDirectory(raw: string, context: ParseContext): ParseResult<string> {
+  const path = resolve(context.cwd, raw);
+  try {
+    if (statSync(path).isDirectory()) return ok(path);
+    return fail(`must be an existing directory; ${path} is not a directory`);
+  } catch (err) {
+    return fail(`must be an existing directory; ${path}: ${describeFsError(err)}`);
+  }
+}
+
+function readableFile(raw: string, context: ParseContext): ParseResult<string> {
+  const path = resolve(context.cwd, raw);
+  try {
+    if (!statSync(path).isFile()) return fail(`must be a readable file; ${path} is not a file`);
+    accessSync(path, constants.R_OK);
+    return ok(path);
+  } catch (err) {
+    return fail(`must be a readable file; ${path}: ${describeFsError(err)}`);
+  }
+}
+
+/** A short reason for a failed file operation, without the stack of a Node error message. */
+export function describeFsError(err: unknown): string {
+  const code = err instanceof Error && 'code' in err ? err.code : undefined;
+  switch (code) {
+    case 'ENOENT':
+      return 'no such file or directory';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'EISDIR':
+      return 'is a directory';
+    case 'ENOTDIR':
+      return 'a part of the path is not a directory';
+    default:
+      return err instanceof Error ? err.message : String(err);
+  }
+}
