@@ -91,8 +91,8 @@ const ctx = {
   secret,
   tokens,
   quick,
-  warmupMs: quick ? 500 : 1000,
-  durationMs: quick ? 1500 : 4000,
+  warmupMs: quick ? 300 : 1000,
+  durationMs: quick ? 1000 : 3000,
   startServer: (system) =>
     startServer(system, {
       dbUri: db.uri,
@@ -161,7 +161,7 @@ function fmt(v, key) {
   if (key.startsWith('p') && key.length <= 4) return v < 10 ? v.toFixed(2) : v.toFixed(1);
   if (key.endsWith('Cpu')) return v.toFixed(0);
   if (key === 'rssPerSocketKiB' || key === 'serverRssMiB') return v.toFixed(1);
-  if (v >= 1e6) return `${(v / 1e6).toFixed(2)}M`;
+  if (v >= 999_500) return `${(v / 1e6).toFixed(2)}M`;
   if (v >= 1e4) return `${(v / 1e3).toFixed(0)}k`;
   if (v >= 1e3) return `${(v / 1e3).toFixed(1)}k`;
   return v.toFixed(0);
