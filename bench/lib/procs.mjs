@@ -83,9 +83,10 @@ export async function startServer(system, { dbUri, secret, cpus, profileDir }) {
   const script = new URL('server.mjs', HERE).pathname;
   const argv = [...nodeArgs, script, system.id];
   const env = { ...process.env, BENCH_DB_URI: dbUri, BENCH_SECRET: secret };
+  // The server's own output (pino logs) goes to stderr, so stdout stays the markdown report.
   const child = cpus
-    ? spawn('taskset', ['-c', cpus, process.execPath, ...argv], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env })
-    : spawn(process.execPath, argv, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env });
+    ? spawn('taskset', ['-c', cpus, process.execPath, ...argv], { stdio: ['ignore', 2, 2, 'ipc'], env })
+    : spawn(process.execPath, argv, { stdio: ['ignore', 2, 2, 'ipc'], env });
   const { port, feedPort } = await nextMessage(child, 'ready', 30_000);
   return {
     pid: child.pid,

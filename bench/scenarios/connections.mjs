@@ -12,7 +12,7 @@ export const connections = {
   roles: ['relay', 'fanout-ceiling'],
   primary: { key: 'handshakesPerSec', label: 'handshakes/s', better: 'higher' },
   columns: ['handshakesPerSec', 'rssPerSocketKiB', 'serverRssMiB', 'serverCpu', 'loadgenCpu', 'failed'],
-  variants: (quick) => (quick ? [{ label: '2k sockets', sockets: 2000 }] : [5000, 19_000].map((n) => ({ label: `${n / 1000}k sockets`, sockets: n }))),
+  variants: (quick) => (quick ? [{ label: '1k sockets', sockets: 1000 }] : [5000, 19_000].map((n) => ({ label: `${n / 1000}k sockets`, sockets: n }))),
   async run(system, v, ctx) {
     const server = await ctx.startServer(system);
     const loadgen = new LoadGen(Math.ceil(v.sockets / 5000));
