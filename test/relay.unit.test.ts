@@ -24,6 +24,110 @@ describe('routeNotification', () => {
   });
 });
 
+/** The routing rule as PROTOCOL.md §2 states it: what routeNotification must always equal. */
+function routeByParse(dbChannel: string, payload: string): string {
+  try {
+    const parsed: unknown = JSON.parse(payload);
+    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) {
+      const channel = (parsed as { channel?: unknown }).channel;
+      if (typeof channel === 'string') return channel;
+    }
+  } catch {
+    // not JSON
+  }
+  return dbChannel;
+}
+
+describe('routeNotification equals the JSON.parse rule on tricky payloads (guards any faster routing)', () => {
+  const tricky: string[] = [
+    '{"channel" : "chat", "payload" : "hello"}', // json_build_object's spacing
+    '\t\r\n {"channel":"ws"} \n',
+    '{"channel":"a","channel":"b"}', // the last key wins, as in JSON.parse
+    '{"channel":"a","channel":1}',
+    '{"channel":1,"channel":"b"}',
+    '{"payload":{"channel":"nested"}}',
+    '{"payload":{"channel":"nested"},"channel":"top"}',
+    '{"list":[{"channel":"x"}],"channel":"y"}',
+    '{"channel":"esc \\"quoted\\" \\\\ \\/ \\b\\f\\n\\r\\t"}',
+    '{"chan\\u006eel":"unicode-escaped key"}',
+    '{"channel":"caf\\u00e9 \\ud83d\\ude00"}',
+    '{"channel":"\\ud800 lone surrogate"}',
+    '{"channel":"caf\u00e9 \u{1F600} raw unicode"}',
+    '{"channel":"x\\u00zz"}', // bad escape
+    '{"channel":"x\\q"}',
+    '{"channel":"raw\ncontrol"}', // raw control char inside a string: invalid
+    '{"channel":"x"', // unterminated
+    '{"channel":"x"}}',
+    '{"channel":"x"} trailing',
+    '{"channel":"x",}',
+    '{,"channel":"x"}',
+    '{"channel" "x"}',
+    "{'channel':'x'}",
+    '{channel:"x"}',
+    '\ufeff{"channel":"bom"}',
+    '{"n":-0.5e+10,"channel":"num"}',
+    '{"n":01,"channel":"num"}',
+    '{"n":1.,"channel":"num"}',
+    '{"n":.5,"channel":"num"}',
+    '{"n":-,"channel":"num"}',
+    '{"n":1e,"channel":"num"}',
+    '{"n":+1,"channel":"num"}',
+    '{"t":true,"f":false,"z":null,"channel":"lit"}',
+    '{"t":tru,"channel":"lit"}',
+    '{"t":nulll,"channel":"lit"}',
+    '{"a":[1,[2,[3,{"b":{}}]]],"channel":"deep"}',
+    '{"a":[1,],"channel":"x"}',
+    '{"a":[,1],"channel":"x"}',
+    '{"a":{"b":1,},"channel":"x"}',
+    '{"__proto__":{"channel":"p"}}',
+    '{"__proto__":"x","channel":"ok"}',
+    '{"channel":""}',
+    '{}',
+    ' { } ',
+    '{"channel":null}',
+    '{"channel":["a"]}',
+    '{"channel":{"channel":"a"}}',
+    '[{"channel":"x"}]',
+    `${'['.repeat(20000)}${']'.repeat(20000)}`,
+    `{"a":${'['.repeat(20000)}${']'.repeat(20000)},"channel":"very deep"}`,
+    '',
+    ' ',
+    '{',
+    '}',
+    'null',
+  ];
+  it.each(tricky.map((p) => [p.length > 80 ? `${p.slice(0, 40)}... (${p.length} chars)` : p, p]))('%j', (_label, payload) => {
+    expect(routeNotification('db', payload)).toBe(routeByParse('db', payload));
+  });
+
+  it('agrees with JSON.parse on random mutations of valid payloads', () => {
+    const seeds = [
+      '{"channel":"chat","payload":"hello","claims":{"mode":"rw","channel":"x","n":[1,2.5,-3e2,true,null]}}',
+      '{"event":"WebsocketMessage","channel":"c\\u0041t","payload":"{\\"k\\":1}"}',
+      '{ "channel" : "s p a c e" , "channel" : "twice" }',
+    ];
+    const alphabet = ['{', '}', '[', ']', '"', '\\', ':', ',', ' ', 'a', '1', '-', '.', 'e', 'u', 'channel', '"channel":', 'true', 'null', '\n', 'é'];
+    let seed = 12345;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    for (let round = 0; round < 5000; round++) {
+      let text = seeds[rand(seeds.length)] ?? '';
+      for (let m = rand(3); m >= 0; m--) {
+        const at = rand(text.length + 1);
+        const op = rand(3);
+        if (op === 0) text = text.slice(0, at) + (alphabet[rand(alphabet.length)] ?? '') + text.slice(at);
+        else if (op === 1) text = text.slice(0, at) + text.slice(at + 1 + rand(3));
+        else text = text.slice(0, at) + (alphabet[rand(alphabet.length)] ?? '') + text.slice(at + 1);
+      }
+      const got = routeNotification('db', text);
+      const want = routeByParse('db', text);
+      if (got !== want) expect({ text, got }).toEqual({ text, got: want });
+    }
+  });
+});
+
 interface FakeSocket extends TransportSocket<Session> {
   readonly subscribed: string[];
   readonly closedWith: { code: number; reason: string }[];

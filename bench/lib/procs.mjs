@@ -1,0 +1,176 @@
+// Processes of a benchmark run: the system under test on the server core, the
+// load-generator processes (forked, so they inherit the generator core), and
+// CPU / RSS read from /proc so every system is measured the same way.
+import { execFileSync, fork, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { once } from 'node:events';
+
+const HERE = new URL('../', import.meta.url);
+const CLK_TCK = 100; // Linux USER_HZ
+
+export function hasTaskset() {
+  try {
+    execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Pins this process (and so every process it forks from now on) to the given CPU list. */
+export function pinSelf(cpus) {
+  execFileSync('taskset', ['-p', '-c', cpus, String(process.pid)], { stdio: 'ignore' });
+}
+
+/** CPU seconds (user + system) used so far by a process, all threads. */
+export function cpuSeconds(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+  } catch {
+    return 0;
+  }
+}
+
+/** Resident set size in bytes. */
+export function rssBytes(pid) {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const m = /VmRSS:\s+(\d+) kB/.exec(status);
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Waits for the first IPC message of a type, with a deadline. */
+export function nextMessage(child, type, timeoutMs = 60_000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for ${type}`));
+    }, timeoutMs);
+    const onMessage = (msg) => {
+      if (msg.type === 'error') {
+        cleanup();
+        reject(new Error(msg.message));
+      } else if (msg.type === type) {
+        cleanup();
+        resolve(msg);
+      }
+    };
+    const onExit = (code) => {
+      cleanup();
+      reject(new Error(`process exited (${code}) while waiting for ${type}`));
+    };
+    function cleanup() {
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+    }
+    child.on('message', onMessage);
+    child.on('exit', onExit);
+  });
+}
+
+/**
+ * Starts a system in its own process. `cpus` pins it (taskset -c), `profileDir`
+ * adds --cpu-prof. Resolves with { pid, port, send, stop }.
+ */
+export async function startServer(system, { dbUri, secret, cpus, profileDir }) {
+  const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${system.id}-${Date.now()}.cpuprofile`] : [];
+  const script = new URL('server.mjs', HERE).pathname;
+  const argv = [...nodeArgs, script, system.id];
+  const env = { ...process.env, BENCH_DB_URI: dbUri, BENCH_SECRET: secret };
+  // The server's own output (pino logs) goes to stderr, so stdout stays the markdown report.
+  const child = cpus
+    ? spawn('taskset', ['-c', cpus, process.execPath, ...argv], { stdio: ['ignore', 2, 2, 'ipc'], env })
+    : spawn(process.execPath, argv, { stdio: ['ignore', 2, 2, 'ipc'], env });
+  const { port, feedPort } = await nextMessage(child, 'ready', 30_000);
+  return {
+    pid: child.pid,
+    port,
+    feedPort,
+    send: (msg) => child.connected && child.send(msg),
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = once(child, 'exit');
+      child.send({ cmd: 'stop' });
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** A group of load-generator processes with a running total of frames received. */
+export class LoadGen {
+  constructor(processes) {
+    this.children = Array.from({ length: processes }, () => fork(new URL('lib/loadgen.mjs', HERE).pathname, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+    this.frames = this.children.map(() => 0);
+    this.closed = this.children.map(() => 0);
+    this.onCount = () => undefined;
+    this.children.forEach((child, i) =>
+      child.on('message', (msg) => {
+        if (msg.type === 'count') {
+          this.frames[i] = msg.frames;
+          this.closed[i] = msg.closed;
+          this.onCount();
+        }
+      }),
+    );
+  }
+  get pids() {
+    return this.children.map((c) => c.pid);
+  }
+  totalFrames() {
+    return this.frames.reduce((a, b) => a + b, 0);
+  }
+  totalClosed() {
+    return this.closed.reduce((a, b) => a + b, 0);
+  }
+  /** Opens `count` sockets spread over the processes; path has `{i}` for the socket index. */
+  async open({ port, count, path, sampleEvery = 0, concurrency = 64 }) {
+    const per = Math.ceil(count / this.children.length);
+    const replies = await Promise.all(
+      this.children.map((child, k) => {
+        const n = Math.max(0, Math.min(per, count - k * per));
+        const reply = nextMessage(child, 'opened', 120_000);
+        child.send({ cmd: 'open', port, count: n, base: k * per, path, sampleEvery, concurrency });
+        return reply;
+      }),
+    );
+    return {
+      ok: replies.reduce((a, r) => a + r.ok, 0),
+      failed: replies.reduce((a, r) => a + r.failed, 0),
+      firstError: replies.find((r) => r.firstError)?.firstError,
+    };
+  }
+  /** Frames received so far and the latency histograms since the last mark (which are reset). */
+  async mark() {
+    const replies = await Promise.all(
+      this.children.map((child) => {
+        const reply = nextMessage(child, 'mark', 30_000);
+        child.send({ cmd: 'mark' });
+        return reply;
+      }),
+    );
+    return { frames: replies.reduce((a, r) => a + r.frames, 0), hists: replies.map((r) => r.hist) };
+  }
+  send(msg) {
+    for (const child of this.children) if (child.connected) child.send(msg);
+  }
+  async close() {
+    await Promise.all(
+      this.children.map(async (child) => {
+        if (child.exitCode !== null) return;
+        const exited = once(child, 'exit');
+        if (child.connected) child.send({ cmd: 'close' });
+        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(timer);
+      }),
+    );
+  }
+}

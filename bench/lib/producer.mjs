@@ -1,0 +1,50 @@
+// What puts notifications into a system. For a relay (pgws, baseline) that is
+// PostgreSQL: pipelined `SELECT pg_notify(...)` statements, several per
+// statement when the scenario asks for batches. For the bare-uWS ceiling it is
+// a plain TCP feed of lines the server publishes, with no database.
+import postgres from 'postgres';
+import { once } from 'node:events';
+import net from 'node:net';
+import { now } from './wsclient.mjs';
+
+export const LISTEN_CHANNEL = 'postgres-websockets-listener';
+const PAD = '0123456789abcdef0123456789abcdef';
+
+/** The notification text a reader receives: routing needs `channel`, the reader reads `t`. */
+export function notificationText(channel, seq) {
+  return `{"channel":"${channel}","t":${now().toFixed(3)},"seq":${seq},"payload":"${PAD}"}`;
+}
+
+/** { send(channels[]) -> Promise, close() }: one notification per channel entry. */
+export async function createProducer(system, { dbUri, feedPort }) {
+  if (system.role === 'fanout-ceiling') {
+    const socket = net.connect({ port: feedPort, host: '127.0.0.1', noDelay: true });
+    await once(socket, 'connect');
+    let seq = 0;
+    return {
+      async send(channels) {
+        let text = '';
+        for (const channel of channels) text += `${channel}\t${notificationText(channel, ++seq)}\n`;
+        socket.write(text);
+      },
+      async close() {
+        socket.destroy();
+      },
+    };
+  }
+  const sql = postgres(dbUri, { max: 4, fetch_types: false, onnotice: () => undefined });
+  const statements = new Map();
+  let seq = 0;
+  return {
+    async send(channels) {
+      const n = channels.length;
+      let text = statements.get(n);
+      if (!text) {
+        text = `SELECT ${Array.from({ length: n }, (_, i) => `pg_notify($1, $${i + 2})`).join(', ')}`;
+        statements.set(n, text);
+      }
+      await sql.unsafe(text, [LISTEN_CHANNEL, ...channels.map((c) => notificationText(c, ++seq))], { prepare: true });
+    },
+    close: () => sql.end({ timeout: 2 }),
+  };
+}

@@ -1,0 +1,207 @@
+// npm run bench [-- --quick] [--scenario fanout,inbound] [--system pgws-uws,baseline] [--reps 3] [--profile]
+//
+// Starts its own PostgreSQL (embedded, as the tests do), then runs every
+// scenario against every system in the same run, repetitions interleaved
+// (system A, B, C, A, B, C, ...) so drift on a shared machine hits all alike.
+// Prints markdown tables and a machine line, writes bench/results/<date>.json.
+// It reports; it never fails because a number is bad.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import { SignJWT } from 'jose';
+import { startEmbeddedPostgres } from '../dist/embedded.js';
+import { channels } from './scenarios/channels.mjs';
+import { connections } from './scenarios/connections.mjs';
+import { fanout } from './scenarios/fanout.mjs';
+import { inbound } from './scenarios/inbound.mjs';
+import { latency } from './scenarios/latency.mjs';
+import { hasTaskset, pinSelf, startServer } from './lib/procs.mjs';
+import { systemsFor } from './systems.mjs';
+
+const SCENARIOS = [fanout, channels, inbound, connections, latency];
+const LABELS = {
+  framesPerSec: 'frames/s',
+  notifPerSec: 'notif/s',
+  notifyPerSec: 'NOTIFY/s',
+  p50: 'p50 ms',
+  p99: 'p99 ms',
+  p999: 'p99.9 ms',
+  serverCpu: 'server CPU %',
+  loadgenCpu: 'generator CPU %',
+  closed: 'sockets closed',
+  handshakesPerSec: 'handshakes/s',
+  rssPerSocketKiB: 'RSS/socket KiB',
+  serverRssMiB: 'server RSS MiB',
+  failed: 'failed',
+};
+const RUN_DEADLINE_MS = 25 * 60_000;
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    scenario: { type: 'string' },
+    system: { type: 'string' },
+    reps: { type: 'string' },
+    profile: { type: 'boolean', default: false },
+    'no-pin': { type: 'boolean', default: false },
+  },
+});
+
+const quick = args.quick;
+const reps = Math.max(1, Number(args.reps ?? 3));
+const wanted = args.scenario ? args.scenario.split(',') : SCENARIOS.map((s) => s.id);
+const unknown = wanted.filter((id) => !SCENARIOS.some((s) => s.id === id));
+if (unknown.length) {
+  console.error(`unknown scenario ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.id).join(', ')}`);
+  process.exit(2);
+}
+const systemFilter = args.system?.split(',');
+
+// Bounded no matter what: a wedged run ends itself.
+setTimeout(() => {
+  console.error(`bench: run deadline of ${RUN_DEADLINE_MS / 60000} min reached, exiting`);
+  process.exit(3);
+}, RUN_DEADLINE_MS).unref();
+
+const secret = 'bench-secret-that-is-long-enough-for-hs256';
+const key = new TextEncoder().encode(secret);
+const sign = (claims) => new SignJWT(claims).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).sign(key);
+const tokens = {
+  reader: await sign({ mode: 'r', channels: ['bench', 'conn'] }),
+  anyChannel: await sign({ mode: 'r' }),
+  writer: await sign({ mode: 'w', channel: 'in' }),
+};
+
+console.error('bench: starting embedded PostgreSQL');
+const db = await startEmbeddedPostgres();
+
+// PostgreSQL was started before pinning, so it keeps every core; from here on
+// this process and the generator processes it forks run on the generator core.
+const pinning = !args['no-pin'] && os.cpus().length >= 2 && hasTaskset();
+const cpus = { server: '0', loadgen: '1' };
+if (pinning) pinSelf(cpus.loadgen);
+const pinText = pinning
+  ? `taskset: server on CPU ${cpus.server}; load generator (clients, producer, LISTEN counter) on CPU ${cpus.loadgen}; PostgreSQL unpinned`
+  : 'not pinned (taskset unavailable, fewer than 2 CPUs, or --no-pin)';
+const profileDir = args.profile ? new URL('results/profiles/', import.meta.url).pathname : undefined;
+if (profileDir) mkdirSync(profileDir, { recursive: true });
+
+const ctx = {
+  dbUri: db.uri,
+  secret,
+  tokens,
+  quick,
+  warmupMs: quick ? 300 : 1000,
+  durationMs: quick ? 1000 : 3000,
+  startServer: (system) =>
+    startServer(system, {
+      dbUri: db.uri,
+      secret,
+      cpus: pinning ? cpus.server : undefined,
+      profileDir: profileDir && system.id.startsWith('pgws') ? profileDir : undefined,
+    }),
+};
+
+const machine = `node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}; load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`;
+const startedAt = new Date();
+const results = [];
+let stopping = false;
+process.on('SIGINT', () => {
+  stopping = true;
+});
+
+try {
+  for (const scenario of SCENARIOS.filter((s) => wanted.includes(s.id))) {
+    const systems = systemsFor(scenario.roles).filter((s) => !systemFilter || systemFilter.includes(s.id));
+    for (const variant of scenario.variants(quick)) {
+      const entry = { scenario: scenario.id, variant: variant.label, systems: systems.map((s) => ({ id: s.id, name: s.name, runs: [], errors: [] })) };
+      results.push(entry);
+      for (let rep = 0; rep < reps && !stopping; rep++) {
+        for (const [i, system] of systems.entries()) {
+          if (stopping) break;
+          const t = Date.now();
+          try {
+            const metrics = await scenario.run(system, variant, ctx);
+            entry.systems[i].runs.push(metrics);
+            console.error(`bench: ${scenario.id} / ${variant.label} / ${system.name} #${rep + 1}: ${brief(scenario, metrics)} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+          } catch (err) {
+            entry.systems[i].errors.push(String(err?.message ?? err));
+            console.error(`bench: ${scenario.id} / ${variant.label} / ${system.name} #${rep + 1} failed: ${err?.message ?? err}`);
+          }
+        }
+      }
+    }
+  }
+} finally {
+  await db.stop();
+}
+
+const elapsed = (Date.now() - startedAt.getTime()) / 1000;
+const markdown = render(results);
+console.log(markdown);
+console.log(`\n${machine}\npinning: ${pinText}\nrun: ${quick ? 'quick' : 'full'}, ${reps} repetitions per figure (median [min-max]), ${elapsed.toFixed(0)} s`);
+const outDir = new URL('results/', import.meta.url);
+mkdirSync(outDir, { recursive: true });
+const file = new URL(`${startedAt.toISOString().replace(/[:.]/g, '-')}.json`, outDir);
+writeFileSync(file, `${JSON.stringify({ startedAt, machine, pinning: pinText, quick, reps, elapsedSeconds: elapsed, results }, null, 2)}\n`);
+console.log(`results: ${file.pathname}`);
+process.exit(0);
+
+// ---------------------------------------------------------------------------
+
+function summary(runs, key) {
+  const values = runs.map((r) => r[key]).filter((v) => typeof v === 'number' && Number.isFinite(v)).sort((a, b) => a - b);
+  if (values.length === 0) return undefined;
+  return { median: values[Math.floor((values.length - 1) / 2)], min: values[0], max: values[values.length - 1] };
+}
+
+
+function fmt(v, key) {
+  if (v === undefined || !Number.isFinite(v)) return 'n/a';
+  if (key.startsWith('p') && key.length <= 4) return v < 10 ? v.toFixed(2) : v.toFixed(1);
+  if (key.endsWith('Cpu')) return v.toFixed(0);
+  if (key === 'rssPerSocketKiB' || key === 'serverRssMiB') return v.toFixed(1);
+  if (v >= 999_500) return `${(v / 1e6).toFixed(2)}M`;
+  if (v >= 1e4) return `${(v / 1e3).toFixed(0)}k`;
+  if (v >= 1e3) return `${(v / 1e3).toFixed(1)}k`;
+  return v.toFixed(0);
+}
+
+function cell(s, key) {
+  if (!s) return 'n/a';
+  return s.min === s.max ? fmt(s.median, key) : `${fmt(s.median, key)} [${fmt(s.min, key)}-${fmt(s.max, key)}]`;
+}
+
+function brief(scenario, metrics) {
+  return scenario.columns.map((k) => `${LABELS[k] ?? k} ${fmt(metrics[k], k)}`).join(', ');
+}
+
+function render(all) {
+  const out = [];
+  for (const scenario of SCENARIOS) {
+    const entries = all.filter((e) => e.scenario === scenario.id);
+    if (entries.length === 0) continue;
+    const { key, better } = scenario.primary;
+    const ratioCols = better === 'higher' ? ['vs baseline', 'of ceiling'] : [];
+    out.push(`\n### ${scenario.title}\n`);
+    out.push(`| case | system | ${scenario.columns.map((k) => LABELS[k] ?? k).join(' | ')} |${ratioCols.map((c) => ` ${c} |`).join('')}`);
+    out.push(`|${' --- |'.repeat(2 + scenario.columns.length + ratioCols.length)}`);
+    for (const entry of entries) {
+      const med = (pred) => summary(entry.systems.find((s) => pred(s.id))?.runs ?? [], key)?.median;
+      const baseline = med((id) => id === 'baseline');
+      const ceiling = med((id) => id === 'bare-uws' || id === 'raw-listen');
+      for (const sys of entry.systems) {
+        const cells = scenario.columns.map((k) => cell(summary(sys.runs, k), k));
+        if (better === 'higher') {
+          const mine = summary(sys.runs, key)?.median;
+          const isCeiling = sys.id === 'bare-uws' || sys.id === 'raw-listen';
+          cells.push(sys.id !== 'baseline' && mine && baseline ? `${(mine / baseline).toFixed(1)}x` : '');
+          cells.push(!isCeiling && mine && ceiling ? `${Math.round((mine / ceiling) * 100)}%` : '');
+        }
+        const note = sys.errors.length ? ` (${sys.errors.length} failed: ${sys.errors[0].slice(0, 80)})` : '';
+        out.push(`| ${entry.variant} | ${sys.name}${note} | ${cells.join(' | ')} |`);
+      }
+    }
+  }
+  return out.join('\n');
+}

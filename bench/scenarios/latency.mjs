@@ -1,0 +1,39 @@
+// Scenario 5, latency under steady load: N readers on one channel, a fixed
+// rate of notifications (one per statement), reader-side p50/p99/p99.9.
+import { driveRate } from '../lib/measure.mjs';
+import { LoadGen } from '../lib/procs.mjs';
+import { createProducer } from '../lib/producer.mjs';
+
+export const latency = {
+  id: 'latency',
+  // Full run: 3 repetitions of 10 s each, i.e. 30 s of steady load per system,
+  // which keeps the full run under 20 minutes.
+  title: 'latency under steady load: 1k readers, 1k notifications/s',
+  roles: ['relay', 'fanout-ceiling'],
+  primary: { key: 'p99', label: 'p99 ms', better: 'lower' },
+  columns: ['notifPerSec', 'framesPerSec', 'p50', 'p99', 'p999', 'serverCpu', 'loadgenCpu', 'closed'],
+  variants: (quick) => [{ label: `1k readers, 1k/s, ${quick ? 3 : 10} s`, readers: 1000, rate: 1000, durationMs: quick ? 3000 : 10_000 }],
+  async run(system, v, ctx) {
+    const server = await ctx.startServer(system);
+    const loadgen = new LoadGen(1);
+    let producer;
+    try {
+      const opened = await loadgen.open({ port: server.port, count: v.readers, path: `/bench/${ctx.tokens.reader}`, sampleEvery: 10 });
+      if (opened.failed) throw new Error(`${opened.failed} readers failed to open: ${opened.firstError}`);
+      producer = await createProducer(system, { dbUri: ctx.dbUri, feedPort: server.feedPort });
+      return await driveRate({
+        producer,
+        loadgen,
+        rate: v.rate,
+        channelOf: () => 'bench',
+        warmupMs: ctx.quick ? 300 : 1000,
+        durationMs: v.durationMs,
+        serverPid: server.pid,
+      });
+    } finally {
+      await producer?.close().catch(() => undefined);
+      await loadgen.close();
+      await server.stop();
+    }
+  },
+};

@@ -1,0 +1,25 @@
+// The process that runs one system under test (spawned by bench/run.mjs on the
+// server core). argv: <system id>; env: BENCH_DB_URI, BENCH_SECRET.
+// IPC in: {cmd:'stop'} and, for the raw LISTEN ceiling, {cmd:'allow', upTo}.
+// IPC out: {type:'ready', port} or {type:'error', message}.
+import { systemById } from './systems.mjs';
+
+const system = systemById(process.argv[2]);
+let running;
+try {
+  running = await system.start(process.env.BENCH_DB_URI, process.env.BENCH_SECRET);
+  process.send({ type: 'ready', port: running.port ?? 0, feedPort: running.feedPort });
+} catch (err) {
+  process.send({ type: 'error', message: String(err?.stack ?? err) });
+  process.exit(1);
+}
+
+process.on('message', async (msg) => {
+  if (msg.cmd === 'stop') {
+    await Promise.race([running.stop(), new Promise((r) => setTimeout(r, 5000))]);
+    process.exit(0);
+  } else {
+    running.onMessage?.(msg);
+  }
+});
+process.on('disconnect', () => process.exit(0));
