@@ -49,6 +49,14 @@ export interface TransportHandlers<S> {
   close(socket: TransportSocket<S>, code: number, reason: string): void;
   /** Any request that is not a WebSocket upgrade. */
   http(req: HttpRequest): Promise<HttpAnswer>;
+  /**
+   * The socket has more than `maxBackpressureBytes` waiting to be written: its
+   * reader is not keeping up. The handler decides (pgws closes it with 1008).
+   * Called again on later checks while the socket stays over and open.
+   */
+  overBackpressure?(socket: TransportSocket<S>, bufferedBytes: number): void;
+  /** An upgrade was answered 503 by the transport itself, before or instead of `upgrade`'s decision. */
+  refused?(why: 'max-connections' | 'handshake-timeout'): void;
 }
 
 export interface TransportOptions {
@@ -57,11 +65,32 @@ export interface TransportOptions {
   readonly port: number;
   /** Largest frame accepted; bigger ones close the socket with 1009. */
   readonly maxMessageBytes: number;
-  /** Bytes queued for one slow socket before it is closed. */
+  /**
+   * Bytes queued for one slow socket before `overBackpressure` is called. The
+   * transport checks every socket at least every BACKPRESSURE_CHECK_MS and may
+   * buffer up to twice this much before it starts dropping messages to that
+   * socket (uWS: `maxBackpressure` = 2x, `closeOnBackpressureLimit` off, since
+   * uWS would cut the socket without a close code).
+   */
   readonly maxBackpressureBytes: number;
   /** Seconds without traffic before a ping is sent (a second silent period closes). */
   readonly idleTimeoutSeconds: number;
+  /**
+   * Sockets open plus upgrades being decided; at this many, a new upgrade is
+   * answered 503 "Too many connections" and `refused('max-connections')` is
+   * called. 0 or undefined: no limit.
+   */
+  readonly maxConnections?: number;
+  /**
+   * Milliseconds an upgrade may wait for `upgrade`'s decision; after that it is
+   * answered 503 "Handshake timed out" (`refused('handshake-timeout')`) and the
+   * late decision is ignored. Undefined: no limit.
+   */
+  readonly handshakeTimeoutMs?: number;
 }
+
+/** How often a transport looks for sockets over maxBackpressureBytes. */
+export const BACKPRESSURE_CHECK_MS = 250;
 
 export interface Transport<S> {
   readonly name: string;

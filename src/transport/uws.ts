@@ -4,13 +4,14 @@ import type { HttpResponse, TemplatedApp, WebSocket, us_listen_socket } from 'uW
 import { Close, type CloseCode } from '../types.js';
 import { limitCloseReason } from './close-reason.js';
 import { loadUws, type LoadedUws } from './uws-loader.js';
-import type {
-  HttpAnswer,
-  SendResult,
-  Transport,
-  TransportHandlers,
-  TransportOptions,
-  TransportSocket,
+import {
+  BACKPRESSURE_CHECK_MS,
+  type HttpAnswer,
+  type SendResult,
+  type Transport,
+  type TransportHandlers,
+  type TransportOptions,
+  type TransportSocket,
 } from './types.js';
 
 export interface TlsFiles {
@@ -50,14 +51,29 @@ export function createUwsTransport<S>(
   const sockets = new Set<UwsSocket<S>>();
   let listenSocket: us_listen_socket | undefined;
   let closing = false;
+  /** Upgrades accepted for auth but not yet answered: they count toward maxConnections. */
+  let upgrading = 0;
+  const maxConnections = options.maxConnections ?? 0;
+
+  // uWS's own closeOnBackpressureLimit cuts a socket without a close code, so
+  // slow readers are found here instead and handed to overBackpressure.
+  const backpressureCheck = setInterval(() => {
+    if (!handlers.overBackpressure) return;
+    for (const socket of sockets) {
+      const bytes = socket.bufferedAmount();
+      if (bytes > options.maxBackpressureBytes) handlers.overBackpressure(socket, bytes);
+    }
+  }, BACKPRESSURE_CHECK_MS);
+  backpressureCheck.unref();
 
   app.ws<UserData<S>>('/*', {
     // uWS drops a connection without a close frame past maxPayloadLength, so it is
     // set well above our limit and frames over our limit get a proper 1009 below.
     maxPayloadLength: Math.max(HARD_FRAME_CAP_BYTES, options.maxMessageBytes),
-    maxBackpressure: options.maxBackpressureBytes,
-    // A socket over its limit is closed rather than silently skipped by publish.
-    closeOnBackpressureLimit: true,
+    // Headroom over our limit: the check above closes a slow socket with a code
+    // before uWS would start skipping it in publish.
+    maxBackpressure: options.maxBackpressureBytes * 2,
+    closeOnBackpressureLimit: false,
     idleTimeout: options.idleTimeoutSeconds,
     sendPingsAutomatically: true,
 
@@ -69,16 +85,41 @@ export function createUwsTransport<S>(
       const extensions = req.getHeader('sec-websocket-extensions');
       const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
       let aborted = false;
-      res.onAborted(() => {
-        aborted = true;
-      });
       if (closing) {
         writeAnswer(res, { status: 503, headers: {}, body: 'Server shutting down\n' });
         return;
       }
+      if (maxConnections > 0 && sockets.size + upgrading >= maxConnections) {
+        handlers.refused?.('max-connections');
+        writeAnswer(res, { status: 503, headers: {}, body: 'Too many connections\n' });
+        return;
+      }
+      upgrading += 1;
+      let answered = false;
+      const finish = (): boolean => {
+        if (answered) return false;
+        answered = true;
+        upgrading -= 1;
+        if (deadline) clearTimeout(deadline);
+        return !aborted;
+      };
+      // An upgrade whose decision never comes must not hold its slot (and socket) forever.
+      const deadline =
+        options.handshakeTimeoutMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              if (!finish()) return;
+              handlers.refused?.('handshake-timeout');
+              res.cork(() => writeAnswer(res, { status: 503, headers: {}, body: 'Handshake timed out\n' }));
+            }, options.handshakeTimeoutMs);
+      // uWS keeps one abort handler per response: this one also frees the slot.
+      res.onAborted(() => {
+        aborted = true;
+        finish();
+      });
       handlers.upgrade({ path, remoteAddress }).then(
         (decision) => {
-          if (aborted) return;
+          if (!finish()) return;
           res.cork(() => {
             if (closing) {
               writeAnswer(res, { status: 503, headers: {}, body: 'Server shutting down\n' });
@@ -91,7 +132,7 @@ export function createUwsTransport<S>(
           });
         },
         () => {
-          if (!aborted) res.cork(() => writeAnswer(res, { status: 500, headers: {}, body: 'Internal error\n' }));
+          if (finish()) res.cork(() => writeAnswer(res, { status: 500, headers: {}, body: 'Internal error\n' }));
         },
       );
     },
@@ -175,6 +216,7 @@ export function createUwsTransport<S>(
 
     async shutdown(code, reason) {
       closing = true;
+      clearInterval(backpressureCheck);
       for (const socket of [...sockets]) socket.close(code, reason);
       if (listenSocket) {
         uws.us_listen_socket_close(listenSocket);
