@@ -82,12 +82,17 @@ export function createRelay(opts: RelayOptions): Relay {
     return batcher.push(session, payloads);
   }
 
-  /** Closes a socket for an error and forgets its queued frames, so nothing after the error is sent. */
-  function fail(socket: TransportSocket<Session>, code: CloseCode, reason: string): void {
+  /**
+   * Closes a socket for an error. What the client can rely on: the frames it sent
+   * before the refused or failed one are delivered, that one and all after it are
+   * not. So a refusal at arrival (1008, 1009, 1013) lets the queue drain, and a
+   * failed NOTIFY (1011) also forgets the frames queued behind it.
+   */
+  function fail(socket: TransportSocket<Session>, code: CloseCode, reason: string, dropQueued = false): void {
     const { session } = socket;
     if (session.failed) return;
     session.failed = true;
-    batcher.drop(session, new Error(reason));
+    if (dropQueued) batcher.drop(session, new Error(reason));
     socket.close(code, reason);
   }
 
@@ -159,7 +164,7 @@ export function createRelay(opts: RelayOptions): Relay {
           { channels: grant.channels, remote: socket.remoteAddress, err: errorText(err) },
           'NOTIFY failed; closing the socket so the client knows its message was not delivered',
         );
-        fail(socket, Close.ServerError, 'Database error: message not delivered');
+        fail(socket, Close.ServerError, 'Database error: message not delivered', true);
       });
     },
 
