@@ -67,10 +67,11 @@ export interface TransportOptions {
   readonly maxMessageBytes: number;
   /**
    * Bytes queued for one slow socket before `overBackpressure` is called. The
-   * transport checks every socket at least every BACKPRESSURE_CHECK_MS and may
-   * buffer up to twice this much before it starts dropping messages to that
-   * socket (uWS: `maxBackpressure` = 2x, `closeOnBackpressureLimit` off, since
-   * uWS would cut the socket without a close code).
+   * transport must never drop a message or the close frame in silence (uWS:
+   * `maxBackpressure` 0 and `closeOnBackpressureLimit` off), and must check the
+   * sockets often enough that a buffer stays near this: uWS checks on the turn
+   * after every half-limit of published bytes, so a slow socket holds at most
+   * this plus one event-loop turn of notifications.
    */
   readonly maxBackpressureBytes: number;
   /** Seconds without traffic before a ping is sent (a second silent period closes). */
@@ -89,8 +90,6 @@ export interface TransportOptions {
   readonly handshakeTimeoutMs?: number;
 }
 
-/** How often a transport looks for sockets over maxBackpressureBytes. */
-export const BACKPRESSURE_CHECK_MS = 250;
 
 export interface Transport<S> {
   readonly name: string;

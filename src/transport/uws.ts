@@ -4,14 +4,13 @@ import type { HttpResponse, TemplatedApp, WebSocket, us_listen_socket } from 'uW
 import { Close, type CloseCode } from '../types.js';
 import { limitCloseReason } from './close-reason.js';
 import { loadUws, type LoadedUws } from './uws-loader.js';
-import {
-  BACKPRESSURE_CHECK_MS,
-  type HttpAnswer,
-  type SendResult,
-  type Transport,
-  type TransportHandlers,
-  type TransportOptions,
-  type TransportSocket,
+import type {
+  HttpAnswer,
+  SendResult,
+  Transport,
+  TransportHandlers,
+  TransportOptions,
+  TransportSocket,
 } from './types.js';
 
 export interface TlsFiles {
@@ -55,24 +54,31 @@ export function createUwsTransport<S>(
   let upgrading = 0;
   const maxConnections = options.maxConnections ?? 0;
 
-  // uWS's own closeOnBackpressureLimit cuts a socket without a close code, so
-  // slow readers are found here instead and handed to overBackpressure.
-  const backpressureCheck = setInterval(() => {
+  // Slow readers are found here and handed to overBackpressure, not left to
+  // uWS: its closeOnBackpressureLimit cuts a socket without a close code, and
+  // its maxBackpressure drops messages in silence, close frame included. A
+  // socket's buffer grows only by what is published (pgws sends nothing else),
+  // so every time half the limit was published, the buffers are checked on the
+  // next turn of the event loop, after uWS has written that turn's publishes.
+  let publishedSinceCheck = 0;
+  let checkScheduled = false;
+  const checkEvery = Math.max(1, Math.floor(options.maxBackpressureBytes / 2));
+  function checkBackpressure(): void {
+    checkScheduled = false;
     if (!handlers.overBackpressure) return;
     for (const socket of sockets) {
       const bytes = socket.bufferedAmount();
       if (bytes > options.maxBackpressureBytes) handlers.overBackpressure(socket, bytes);
     }
-  }, BACKPRESSURE_CHECK_MS);
-  backpressureCheck.unref();
+  }
 
   app.ws<UserData<S>>('/*', {
     // uWS drops a connection without a close frame past maxPayloadLength, so it is
     // set well above our limit and frames over our limit get a proper 1009 below.
     maxPayloadLength: Math.max(HARD_FRAME_CAP_BYTES, options.maxMessageBytes),
-    // Headroom over our limit: the check above closes a slow socket with a code
-    // before uWS would start skipping it in publish.
-    maxBackpressure: options.maxBackpressureBytes * 2,
+    // 0 = uWS never drops: the check above closes a slow socket instead, so
+    // its close frame always gets queued behind what it has not read yet.
+    maxBackpressure: 0,
     closeOnBackpressureLimit: false,
     idleTimeout: options.idleTimeoutSeconds,
     sendPingsAutomatically: true,
@@ -211,12 +217,19 @@ export function createUwsTransport<S>(
     },
 
     publish(channel, text) {
-      return app.publish(channel, text, false, false);
+      const anyone = app.publish(channel, text, false, false);
+      // Frame headers add at most 14 bytes per message: counted too.
+      publishedSinceCheck += Buffer.byteLength(text) + 14;
+      if (publishedSinceCheck >= checkEvery && !checkScheduled) {
+        publishedSinceCheck = 0;
+        checkScheduled = true;
+        setImmediate(checkBackpressure);
+      }
+      return anyone;
     },
 
     async shutdown(code, reason) {
       closing = true;
-      clearInterval(backpressureCheck);
       for (const socket of [...sockets]) socket.close(code, reason);
       if (listenSocket) {
         uws.us_listen_socket_close(listenSocket);
