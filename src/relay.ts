@@ -2,7 +2,7 @@
 // notification goes to, what envelope a frame becomes, what a socket may do.
 // It knows sockets only through TransportSocket and the database only through
 // the Notifier interface, so it is tested without either engine.
-import { createNotifyBatcher } from './db/batcher.js';
+import { createNotifyBatcher, NotifyTimeoutError } from './db/batcher.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { createRateLimiter, type RateLimiter } from './rate.js';
@@ -164,7 +164,10 @@ export function createRelay(opts: RelayOptions): Relay {
           { channels: grant.channels, remote: socket.remoteAddress, err: errorText(err) },
           'NOTIFY failed; closing the socket so the client knows its message was not delivered',
         );
-        fail(socket, Close.ServerError, 'Database error: message not delivered', true);
+        // A timed-out NOTIFY may still commit: say so rather than claim it was not delivered.
+        const reason =
+          err instanceof NotifyTimeoutError ? 'Database timeout: message may not have been delivered' : 'Database error: message not delivered';
+        fail(socket, Close.ServerError, reason, true);
       });
     },
 

@@ -1,7 +1,7 @@
 // The NOTIFY batcher alone, with a recording sender: batching, per-owner order,
 // the identical-payload rule, atomic frames, failures and dropping.
 import { describe, expect, it } from 'vitest';
-import { createNotifyBatcher } from '../src/db/batcher.js';
+import { createNotifyBatcher, NotifyTimeoutError } from '../src/db/batcher.js';
 
 interface Gate {
   readonly batches: string[][];
@@ -96,5 +96,18 @@ describe('notify batcher', () => {
     await expect(queued).rejects.toThrow('socket failed');
     await b.idle();
     expect(gate.batches).toEqual([['a1']]);
+  });
+
+  it('fails a batch the database does not answer in time, so its sockets are told and others go on', async () => {
+    const gate = gatedSender();
+    const b = createNotifyBatcher<string>({ send: gate.send, concurrency: 2, timeoutMs: 50 });
+    const stuck = b.push('a', ['a1']);
+    await expect(stuck).rejects.toBeInstanceOf(NotifyTimeoutError);
+    const next = b.push('z', ['z1']);
+    await turn();
+    gate.release(); // the stuck one answers late: ignored
+    gate.release();
+    await next;
+    expect(b.size()).toBe(0);
   });
 });

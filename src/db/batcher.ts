@@ -23,6 +23,12 @@ export interface NotifyBatcherOptions {
   readonly concurrency: number;
   readonly maxBatchPayloads?: number;
   readonly maxBatchBytes?: number;
+  /**
+   * A batch not answered within this fails with NotifyTimeoutError (default 5000 ms).
+   * Without it, a connection caught in a database restart can hold a batch, and
+   * every later frame of its sockets, for as long as TCP lets it.
+   */
+  readonly timeoutMs?: number;
   /** Called after each batch with the number of frames and whether it committed. */
   readonly onBatch?: (frames: number, ok: boolean) => void;
   /** Called when the number of waiting frames changes (for a peak gauge). */
@@ -57,6 +63,15 @@ interface OwnerQueue {
 /** PostgreSQL caps a statement's parameters at 65535 and a NOTIFY payload under 8000 bytes: these stay far below both. */
 const DEFAULT_MAX_BATCH_PAYLOADS = 500;
 const DEFAULT_MAX_BATCH_BYTES = 1024 * 1024;
+const DEFAULT_TIMEOUT_MS = 5000;
+
+/** The batch may still commit later: its frames' fate is unknown, and the client must be told so. */
+export class NotifyTimeoutError extends Error {
+  constructor(ms: number) {
+    super(`NOTIFY not answered within ${ms} ms`);
+    this.name = 'NotifyTimeoutError';
+  }
+}
 
 export function createNotifyBatcher<O>(opts: NotifyBatcherOptions): NotifyBatcher<O> {
   const maxPayloads = opts.maxBatchPayloads ?? DEFAULT_MAX_BATCH_PAYLOADS;
@@ -125,10 +140,17 @@ export function createNotifyBatcher<O>(opts: NotifyBatcherOptions): NotifyBatche
   async function sendBatch(batch: { units: Unit[]; owners: O[] }): Promise<void> {
     inFlightBatches += 1;
     let failure: Error | undefined;
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new NotifyTimeoutError(timeoutMs)), timeoutMs);
+    });
     try {
-      await opts.send(batch.units.flatMap((u) => u.payloads));
+      await Promise.race([opts.send(batch.units.flatMap((u) => u.payloads)), timeout]);
     } catch (err) {
       failure = err instanceof Error ? err : new Error(String(err));
+    } finally {
+      clearTimeout(timer);
     }
     inFlightBatches -= 1;
     opts.onBatch?.(batch.units.length, failure === undefined);
