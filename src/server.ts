@@ -8,15 +8,15 @@ import { createNotifier } from './db/notifier.js';
 import { bannerAnswer } from './http/banner.js';
 import { createStaticHandler } from './http/static.js';
 import { createLogger, type Logger } from './log.js';
+import { createMetrics, type Metrics } from './metrics.js';
 import { createRelay, type Session } from './relay.js';
+import { delay } from './timer.js';
 import type { HttpAnswer, HttpRequest, TransportHandlers } from './transport/types.js';
 import { createUwsTransport } from './transport/uws.js';
 import { Close, type Config } from './types.js';
 
-/** Frames larger than this can never fit a NOTIFY (8000 bytes), so they are refused at the socket. */
-export const MAX_FRAME_BYTES = 8 * 1024;
-/** Bytes queued for one slow reader before it is closed rather than let memory grow. */
-export const MAX_BACKPRESSURE_BYTES = 1024 * 1024;
+/** How long stop() lets frames already accepted reach the database before ending its connections. */
+const STOP_FLUSH_MS = 2000;
 /** Idle seconds before the server pings; ~30 s keeps sockets alive through common proxies (60 s timeouts). */
 export const IDLE_TIMEOUT_SECONDS = 32;
 
@@ -33,6 +33,8 @@ export interface RunningServer {
   readonly events: EventEmitter<ServerEvents>;
   listenerPid(): number | undefined;
   socketCount(): number;
+  /** Counters of failures, refusals and recoveries (src/metrics.ts), for tests and a metrics endpoint. */
+  readonly metrics: Metrics;
   /** Refuses new sockets, closes open ones with 1001, ends database connections. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -48,6 +50,9 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     throw new Error('start() needs a database URI and a JWT secret (embedded mode fills them in before calling it)');
   }
   const events = new EventEmitter<ServerEvents>();
+  /** A fatal loss before start() returns has no subscriber yet: start() fails with it instead. */
+  let fatalDuringStart: Error | undefined;
+  const metrics = createMetrics();
   const authenticator = await createAuthenticator({ jwtSecret, jwtSecretIsBase64: config.jwtSecretIsBase64 });
   const serveStatic = config.rootPath ? await createStaticHandler(config.rootPath) : undefined;
 
@@ -59,10 +64,17 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     checkIntervalMs: config.checkListenerInterval,
     log,
     onNotification: (channel, payload) => relayRef?.onNotification(channel, payload),
-    onFatal: (error) => events.emit('fatal', error),
+    onFatal: (error) => {
+      fatalDuringStart ??= error;
+      events.emit('fatal', error);
+    },
   });
   listener.on('ready', (pid) => events.emit('listener-ready', pid));
-  listener.on('lost', (reason) => events.emit('listener-lost', reason));
+  listener.on('lost', (reason) => {
+    metrics.markListenerLost();
+    events.emit('listener-lost', reason);
+  });
+  listener.on('recovered', (blindMs) => metrics.markListenerRecovered(blindMs));
 
   try {
     await listener.start(config.retries);
@@ -89,8 +101,21 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       relay.onOpen(socket);
     },
     message: (socket, text) => relay.onFrame(socket, text),
-    close: (socket, code) => relay.onClose(socket, code),
+    close: (socket, code) => {
+      metrics.markClosed(code);
+      relay.onClose(socket, code);
+    },
     http: (req) => answerHttp(req),
+    overBackpressure(socket, bytes) {
+      metrics.markSlowReader();
+      log.warn({ channels: socket.session.grant.channels, remote: socket.remoteAddress, bytes }, 'slow reader; closing it');
+      socket.close(Close.PolicyViolation, `Slow reader: ${bytes} bytes waiting, the limit is ${config.maxBackpressure}`);
+    },
+    refused(why) {
+      if (why === 'max-connections') metrics.markConnectionRefused();
+      else metrics.markHandshakeTimeout();
+      log.warn({ why }, 'upgrade refused with 503');
+    },
   };
 
   async function answerHttp(req: HttpRequest): Promise<HttpAnswer> {
@@ -106,7 +131,15 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   let transport;
   try {
     transport = createUwsTransport<Session>(
-      { host: config.host, port: config.port, maxMessageBytes: MAX_FRAME_BYTES, maxBackpressureBytes: MAX_BACKPRESSURE_BYTES, idleTimeoutSeconds: IDLE_TIMEOUT_SECONDS },
+      {
+        host: config.host,
+        port: config.port,
+        maxMessageBytes: config.maxMessageSize,
+        maxBackpressureBytes: config.maxBackpressure,
+        idleTimeoutSeconds: IDLE_TIMEOUT_SECONDS,
+        maxConnections: config.maxConnections,
+        handshakeTimeoutMs: config.handshakeTimeout,
+      },
       handlers,
       tls,
     );
@@ -121,6 +154,10 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     notifier,
     publish: (channel, text) => void activeTransport.publish(channel, text),
     log,
+    concurrency: config.poolSize,
+    maxQueuedFrames: config.maxQueuedMessages,
+    maxMessagesPerSecond: config.maxMessagesPerSecond,
+    metrics,
   });
   relayRef = relay;
 
@@ -131,6 +168,11 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     await Promise.all([listener.stop(), notifier.stop()]);
     throw err;
   }
+  if (fatalDuringStart) {
+    await activeTransport.shutdown(Close.GoingAway, 'server shutting down');
+    await Promise.all([listener.stop(), notifier.stop().catch(() => undefined)]);
+    throw fatalDuringStart;
+  }
   log.info({ port, host: config.host, tls: tls !== undefined, transport: `${transport.name} (${transport.version})` }, 'pgws ready');
 
   let stopped: Promise<void> | undefined;
@@ -138,6 +180,10 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     (stopped ??= (async () => {
       stopping = true;
       await activeTransport.shutdown(Close.GoingAway, 'server shutting down');
+      // Frames accepted before the close (and ConnectionClose events) still go out.
+      const flushed = new AbortController();
+      await Promise.race([relay.idle(), delay(STOP_FLUSH_MS, flushed.signal)]);
+      flushed.abort();
       await listener.stop();
       await notifier.stop().catch(() => undefined);
       log.info('pgws stopped');
@@ -149,6 +195,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     events,
     listenerPid: () => listener.pid(),
     socketCount: () => activeTransport.socketCount(),
+    metrics,
     stop,
   };
 }

@@ -29,6 +29,18 @@ export interface Config {
   readonly retries: number;
   /** Milliseconds between listener checks; 0 = off (a lost listener exits the process). */
   readonly checkListenerInterval: number;
+  /** Largest frame a socket may send, bytes; bigger closes it with 1009. */
+  readonly maxMessageSize: number;
+  /** Bytes waiting for one slow reader before it is closed with 1008. */
+  readonly maxBackpressure: number;
+  /** Sockets open or opening at once; over it, upgrades get 503. 0 = no limit. */
+  readonly maxConnections: number;
+  /** Milliseconds an upgrade may take to be decided before it is answered 503. */
+  readonly handshakeTimeout: number;
+  /** Frames per second one socket may send; over it, closed with 1008. 0 = no limit. */
+  readonly maxMessagesPerSecond: number;
+  /** Frames one socket may have waiting for NOTIFY; one more closes it with 1013. */
+  readonly maxQueuedMessages: number;
   readonly certificateFile: string | undefined;
   readonly keyFile: string | undefined;
   readonly logLevel: LogLevel;

@@ -24,6 +24,8 @@ export interface ListenerOptions {
 export interface ListenerEvents {
   ready: [pid: number];
   lost: [reason: string];
+  /** Ready again after a loss; blindMs is how long notifications could not be received. */
+  recovered: [blindMs: number];
 }
 
 export interface Listener extends EventEmitter<ListenerEvents> {
@@ -87,11 +89,13 @@ export function createListener(opts: ListenerOptions): Listener {
 
   function announceReady(): void {
     if (lostAt) {
+      const blindMs = Date.now() - lostAt;
       opts.log.warn(
-        { channel: opts.channel, blindMs: Date.now() - lostAt },
+        { channel: opts.channel, blindMs },
         'listener re-connected; notifications sent while it was down were not received',
       );
       lostAt = 0;
+      events.emit('recovered', blindMs);
     } else {
       opts.log.info({ channel: opts.channel, pid: backendPid }, 'listening');
     }

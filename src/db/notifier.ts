@@ -21,12 +21,18 @@ export function createNotifier(uri: string, poolSize: number): Notifier {
 
   return {
     async notifyAll(channel, payloads) {
-      // One statement keeps a multi-channel frame atomic: all its NOTIFYs commit
-      // together or not at all. The payloads differ by channel, so PostgreSQL's
-      // folding of identical NOTIFYs in a transaction cannot merge them. Only
-      // placeholders are generated here; the data travels as parameters.
-      const calls = payloads.map((_, i) => `pg_notify($1, $${i + 2})`).join(', ');
-      await sql.unsafe(`SELECT ${calls}`, [channel, ...payloads]);
+      // One statement is one transaction: a batch commits all together or not
+      // at all. The payloads travel as one JSON-array parameter (never as SQL
+      // text), and json_array_elements_text yields them in array order, so the
+      // NOTIFYs are queued in the order given. One row comes back, whatever the
+      // batch size (a SELECT list of one pg_notify per payload would hit
+      // PostgreSQL's 1664-column limit).
+      // `::text::json`, not `::json`: told the parameter is json, postgres.js
+      // would JSON-encode our already-encoded array a second time.
+      await sql.unsafe('SELECT count(pg_notify($1, p)) FROM json_array_elements_text($2::text::json) AS p', [
+        channel,
+        JSON.stringify(payloads),
+      ]);
     },
     async ping() {
       await sql`SELECT 1`;

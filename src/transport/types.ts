@@ -49,6 +49,14 @@ export interface TransportHandlers<S> {
   close(socket: TransportSocket<S>, code: number, reason: string): void;
   /** Any request that is not a WebSocket upgrade. */
   http(req: HttpRequest): Promise<HttpAnswer>;
+  /**
+   * The socket has more than `maxBackpressureBytes` waiting to be written: its
+   * reader is not keeping up. The handler decides (pgws closes it with 1008).
+   * Called again on later checks while the socket stays over and open.
+   */
+  overBackpressure?(socket: TransportSocket<S>, bufferedBytes: number): void;
+  /** An upgrade was answered 503 by the transport itself, before or instead of `upgrade`'s decision. */
+  refused?(why: 'max-connections' | 'handshake-timeout'): void;
 }
 
 export interface TransportOptions {
@@ -57,11 +65,31 @@ export interface TransportOptions {
   readonly port: number;
   /** Largest frame accepted; bigger ones close the socket with 1009. */
   readonly maxMessageBytes: number;
-  /** Bytes queued for one slow socket before it is closed. */
+  /**
+   * Bytes queued for one slow socket before `overBackpressure` is called. The
+   * transport must never drop a message or the close frame in silence (uWS:
+   * `maxBackpressure` 0 and `closeOnBackpressureLimit` off), and must check the
+   * sockets often enough that a buffer stays near this: uWS checks on the turn
+   * after every half-limit of published bytes, so a slow socket holds at most
+   * this plus one event-loop turn of notifications.
+   */
   readonly maxBackpressureBytes: number;
   /** Seconds without traffic before a ping is sent (a second silent period closes). */
   readonly idleTimeoutSeconds: number;
+  /**
+   * Sockets open plus upgrades being decided; at this many, a new upgrade is
+   * answered 503 "Too many connections" and `refused('max-connections')` is
+   * called. 0 or undefined: no limit.
+   */
+  readonly maxConnections?: number;
+  /**
+   * Milliseconds an upgrade may wait for `upgrade`'s decision; after that it is
+   * answered 503 "Handshake timed out" (`refused('handshake-timeout')`) and the
+   * late decision is ignored. Undefined: no limit.
+   */
+  readonly handshakeTimeoutMs?: number;
 }
+
 
 export interface Transport<S> {
   readonly name: string;

@@ -50,14 +50,36 @@ export function createUwsTransport<S>(
   const sockets = new Set<UwsSocket<S>>();
   let listenSocket: us_listen_socket | undefined;
   let closing = false;
+  /** Upgrades accepted for auth but not yet answered: they count toward maxConnections. */
+  let upgrading = 0;
+  const maxConnections = options.maxConnections ?? 0;
+
+  // Slow readers are found here and handed to overBackpressure, not left to
+  // uWS: its closeOnBackpressureLimit cuts a socket without a close code, and
+  // its maxBackpressure drops messages in silence, close frame included. A
+  // socket's buffer grows only by what is published (pgws sends nothing else),
+  // so every time half the limit was published, the buffers are checked on the
+  // next turn of the event loop, after uWS has written that turn's publishes.
+  let publishedSinceCheck = 0;
+  let checkScheduled = false;
+  const checkEvery = Math.max(1, Math.floor(options.maxBackpressureBytes / 2));
+  function checkBackpressure(): void {
+    checkScheduled = false;
+    if (!handlers.overBackpressure) return;
+    for (const socket of sockets) {
+      const bytes = socket.bufferedAmount();
+      if (bytes > options.maxBackpressureBytes) handlers.overBackpressure(socket, bytes);
+    }
+  }
 
   app.ws<UserData<S>>('/*', {
     // uWS drops a connection without a close frame past maxPayloadLength, so it is
     // set well above our limit and frames over our limit get a proper 1009 below.
     maxPayloadLength: Math.max(HARD_FRAME_CAP_BYTES, options.maxMessageBytes),
-    maxBackpressure: options.maxBackpressureBytes,
-    // A socket over its limit is closed rather than silently skipped by publish.
-    closeOnBackpressureLimit: true,
+    // 0 = uWS never drops: the check above closes a slow socket instead, so
+    // its close frame always gets queued behind what it has not read yet.
+    maxBackpressure: 0,
+    closeOnBackpressureLimit: false,
     idleTimeout: options.idleTimeoutSeconds,
     sendPingsAutomatically: true,
 
@@ -69,16 +91,41 @@ export function createUwsTransport<S>(
       const extensions = req.getHeader('sec-websocket-extensions');
       const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
       let aborted = false;
-      res.onAborted(() => {
-        aborted = true;
-      });
       if (closing) {
         writeAnswer(res, { status: 503, headers: {}, body: 'Server shutting down\n' });
         return;
       }
+      if (maxConnections > 0 && sockets.size + upgrading >= maxConnections) {
+        handlers.refused?.('max-connections');
+        writeAnswer(res, { status: 503, headers: {}, body: 'Too many connections\n' });
+        return;
+      }
+      upgrading += 1;
+      let answered = false;
+      const finish = (): boolean => {
+        if (answered) return false;
+        answered = true;
+        upgrading -= 1;
+        if (deadline) clearTimeout(deadline);
+        return !aborted;
+      };
+      // An upgrade whose decision never comes must not hold its slot (and socket) forever.
+      const deadline =
+        options.handshakeTimeoutMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              if (!finish()) return;
+              handlers.refused?.('handshake-timeout');
+              res.cork(() => writeAnswer(res, { status: 503, headers: {}, body: 'Handshake timed out\n' }));
+            }, options.handshakeTimeoutMs);
+      // uWS keeps one abort handler per response: this one also frees the slot.
+      res.onAborted(() => {
+        aborted = true;
+        finish();
+      });
       handlers.upgrade({ path, remoteAddress }).then(
         (decision) => {
-          if (aborted) return;
+          if (!finish()) return;
           res.cork(() => {
             if (closing) {
               writeAnswer(res, { status: 503, headers: {}, body: 'Server shutting down\n' });
@@ -91,7 +138,7 @@ export function createUwsTransport<S>(
           });
         },
         () => {
-          if (!aborted) res.cork(() => writeAnswer(res, { status: 500, headers: {}, body: 'Internal error\n' }));
+          if (finish()) res.cork(() => writeAnswer(res, { status: 500, headers: {}, body: 'Internal error\n' }));
         },
       );
     },
@@ -170,7 +217,15 @@ export function createUwsTransport<S>(
     },
 
     publish(channel, text) {
-      return app.publish(channel, text, false, false);
+      const anyone = app.publish(channel, text, false, false);
+      // Frame headers add at most 14 bytes per message: counted too.
+      publishedSinceCheck += Buffer.byteLength(text) + 14;
+      if (publishedSinceCheck >= checkEvery && !checkScheduled) {
+        publishedSinceCheck = 0;
+        checkScheduled = true;
+        setImmediate(checkBackpressure);
+      }
+      return anyone;
     },
 
     async shutdown(code, reason) {

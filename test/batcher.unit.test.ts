@@ -1,0 +1,113 @@
+// The NOTIFY batcher alone, with a recording sender: batching, per-owner order,
+// the identical-payload rule, atomic frames, failures and dropping.
+import { describe, expect, it } from 'vitest';
+import { createNotifyBatcher, NotifyTimeoutError } from '../src/db/batcher.js';
+
+interface Gate {
+  readonly batches: string[][];
+  /** Completes the oldest batch still open. */
+  release(error?: Error): void;
+}
+
+function gatedSender(): Gate & { send: (payloads: readonly string[]) => Promise<void> } {
+  const batches: string[][] = [];
+  const open: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  return {
+    batches,
+    send: (payloads) =>
+      new Promise<void>((resolve, reject) => {
+        batches.push([...payloads]);
+        open.push({ resolve, reject });
+      }),
+    release(error) {
+      const next = open.shift();
+      if (error) next?.reject(error);
+      else next?.resolve();
+    },
+  };
+}
+
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+describe('notify batcher', () => {
+  it('sends the frames of many owners read in one turn as one batch', async () => {
+    const gate = gatedSender();
+    const b = createNotifyBatcher<string>({ send: gate.send, concurrency: 4 });
+    const done = ['a', 'b', 'c'].map((owner) => b.push(owner, [`${owner}1`]));
+    await turn();
+    expect(gate.batches).toEqual([['a1', 'b1', 'c1']]);
+    gate.release();
+    await Promise.all(done);
+    expect(b.size()).toBe(0);
+  });
+
+  it('keeps one batch in flight per owner, so its frames commit in order', async () => {
+    const gate = gatedSender();
+    const b = createNotifyBatcher<string>({ send: gate.send, concurrency: 4 });
+    void b.push('a', ['a1']);
+    await turn();
+    void b.push('a', ['a2']);
+    void b.push('a', ['a3']);
+    void b.push('z', ['z1']);
+    await turn();
+    // a2 and a3 wait for a1's batch; z does not wait for anyone.
+    expect(gate.batches).toEqual([['a1'], ['z1']]);
+    gate.release();
+    await turn();
+    expect(gate.batches[2]).toEqual(['a2', 'a3']);
+    expect(b.pending('a')).toBe(2);
+  });
+
+  it('never puts two identical payloads in one batch (PostgreSQL would fold them)', async () => {
+    const gate = gatedSender();
+    const b = createNotifyBatcher<string>({ send: gate.send, concurrency: 1 });
+    for (const owner of ['a', 'b', 'c']) void b.push(owner, ['same']);
+    void b.push('d', ['other']);
+    await turn();
+    expect(gate.batches).toEqual([['same', 'other']]);
+    gate.release();
+    await turn();
+    gate.release();
+    await turn();
+    expect(gate.batches).toEqual([['same', 'other'], ['same'], ['same']]);
+  });
+
+  it('keeps a frame\'s payloads together and respects the batch caps', async () => {
+    const gate = gatedSender();
+    const b = createNotifyBatcher<string>({ send: gate.send, concurrency: 1, maxBatchPayloads: 3 });
+    void b.push('a', ['a-x', 'a-y']);
+    void b.push('b', ['b-x', 'b-y']);
+    await turn();
+    expect(gate.batches).toEqual([['a-x', 'a-y']]);
+    gate.release();
+    await turn();
+    expect(gate.batches[1]).toEqual(['b-x', 'b-y']);
+  });
+
+  it('rejects every frame of a failed batch; drop() rejects what is still queued', async () => {
+    const gate = gatedSender();
+    const b = createNotifyBatcher<string>({ send: gate.send, concurrency: 1 });
+    const first = b.push('a', ['a1']);
+    await turn();
+    const queued = b.push('a', ['a2']);
+    b.drop('a', new Error('socket failed'));
+    gate.release(new Error('database down'));
+    await expect(first).rejects.toThrow('database down');
+    await expect(queued).rejects.toThrow('socket failed');
+    await b.idle();
+    expect(gate.batches).toEqual([['a1']]);
+  });
+
+  it('fails a batch the database does not answer in time, so its sockets are told and others go on', async () => {
+    const gate = gatedSender();
+    const b = createNotifyBatcher<string>({ send: gate.send, concurrency: 2, timeoutMs: 50 });
+    const stuck = b.push('a', ['a1']);
+    await expect(stuck).rejects.toBeInstanceOf(NotifyTimeoutError);
+    const next = b.push('z', ['z1']);
+    await turn();
+    gate.release(); // the stuck one answers late: ignored
+    gate.release();
+    await next;
+    expect(b.size()).toBe(0);
+  });
+});

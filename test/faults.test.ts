@@ -1,0 +1,142 @@
+// Database faults, caused for real (issue 4, items 1-3): PostgreSQL restarts,
+// a killed or stalled LISTEN backend, a whole server stalled, NOTIFY failing
+// while the database is down, and a stalled database filling a writer's queue.
+// Each test owns its PostgreSQL cluster.
+import { describe, expect, it } from 'vitest';
+import { runPgws, logMsg } from './harness/child.js';
+import { connect } from './harness/client.js';
+import { ownCluster } from './harness/db.js';
+import { watchChannel } from './harness/db-watch.js';
+import { LISTEN_CHANNEL, SECRET, startPgws } from './harness/pgws.js';
+import { clusterPids, stall } from './harness/stall.js';
+import { token } from './harness/tokens.js';
+import { within } from './harness/within.js';
+import { freePort } from '../src/embedded.js';
+
+const notifyChat = (sql: { unsafe: (q: string, p: string[]) => Promise<unknown> }, payload: string): Promise<unknown> =>
+  sql.unsafe('SELECT pg_notify($1, $2)', [LISTEN_CHANNEL, JSON.stringify({ channel: 'chat', payload })]);
+
+describe('PostgreSQL restarts', () => {
+  it('with PGWS_CHECK_LISTENER_INTERVAL: sockets stay open, the listener re-LISTENs, blind time is logged and counted', async () => {
+    const cluster = await ownCluster();
+    const srv = await startPgws(cluster.uri, { checkListenerInterval: 200 });
+    const reader = await connect(`${srv.url}/chat/${await token({ mode: 'r' })}`);
+    const lost = srv.waitFor('listener-lost');
+    await cluster.pause();
+    await within(lost, 5000, 'listener-lost');
+    const ready = srv.waitFor('listener-ready');
+    await cluster.start();
+    await within(ready, 15_000, 'listener-ready after the restart');
+
+    await notifyChat(cluster.sql, 'after the restart');
+    expect(await reader.nextJson()).toEqual({ channel: 'chat', payload: 'after the restart' });
+    expect(reader.ws.readyState).toBe(reader.ws.OPEN);
+    const line = srv.logs.find((l) => l.msg?.startsWith('listener re-connected'));
+    expect(line?.blindMs).toBeGreaterThan(0);
+    const m = srv.server.metrics.snapshot();
+    expect(m).toMatchObject({ listenerLost: 1, listenerRecovered: 1, listenerBlindMsLast: line?.blindMs });
+  });
+
+  it('without it: the process exits 1 promptly with one clear line', async () => {
+    const cluster = await ownCluster();
+    const child = runPgws(['--db-uri', cluster.uri, '--jwt-secret', SECRET, '--host', '127.0.0.1', '--port', String(await freePort())]);
+    await child.waitForLine(logMsg('pgws ready'));
+    const stopped = Date.now();
+    await cluster.pause();
+    const { code } = await within(child.exited, 10_000, 'pgws exit');
+    expect(code).toBe(1);
+    expect(Date.now() - stopped).toBeLessThan(8000);
+    const fatal = child.stdout.filter((l) => l.includes('"level":60'));
+    expect(fatal).toHaveLength(1);
+    expect(fatal[0]).toContain('listener lost and PGWS_CHECK_LISTENER_INTERVAL is not set');
+  });
+});
+
+describe('a stalled LISTEN connection (no FIN)', () => {
+  const INTERVAL = 300;
+
+  it('is noticed within the check interval when its backend is SIGSTOPped, and replaced', async () => {
+    const cluster = await ownCluster();
+    const srv = await startPgws(cluster.uri, { checkListenerInterval: INTERVAL });
+    const reader = await connect(`${srv.url}/chat/${await token({ mode: 'r' })}`);
+    const oldPid = srv.server.listenerPid() ?? 0;
+    const lost = srv.waitFor('listener-lost');
+    const ready = srv.waitFor('listener-ready');
+    const stalledAt = Date.now();
+    const stalled = stall([oldPid]);
+    const [reason] = await within(lost, 5000, 'listener-lost');
+    // One interval until the check runs, one for its query to time out.
+    expect(Date.now() - stalledAt).toBeLessThan(2 * INTERVAL + 500);
+    expect(reason).toMatch(/stopped answering/);
+    const [newPid] = await within(ready, 10_000, 'listener-ready');
+    expect(newPid).not.toBe(oldPid);
+    await notifyChat(cluster.sql, 'while the old backend is frozen');
+    expect(await reader.nextJson()).toMatchObject({ payload: 'while the old backend is frozen' });
+    stalled.resume();
+  });
+
+  it('recovers once a whole SIGSTOPped server gets SIGCONT, sockets open throughout', async () => {
+    const cluster = await ownCluster();
+    const srv = await startPgws(cluster.uri, { checkListenerInterval: INTERVAL });
+    const reader = await connect(`${srv.url}/chat/${await token({ mode: 'r' })}`);
+    const lost = srv.waitFor('listener-lost');
+    const stalledAt = Date.now();
+    const stalled = stall(clusterPids(cluster.serverPid() ?? 0));
+    await within(lost, 5000, 'listener-lost');
+    expect(Date.now() - stalledAt).toBeLessThan(2 * INTERVAL + 500);
+    const ready = srv.waitFor('listener-ready');
+    stalled.resume();
+    await within(ready, 15_000, 'listener-ready after SIGCONT');
+    await notifyChat(cluster.sql, 'after SIGCONT');
+    expect(await reader.nextJson()).toMatchObject({ payload: 'after SIGCONT' });
+    expect(reader.ws.readyState).toBe(reader.ws.OPEN);
+  });
+});
+
+describe('NOTIFY while the database is down', () => {
+  it('closes the writer with 1011, logs and counts it, sends nothing of the frame, and later frames go through', async () => {
+    const cluster = await ownCluster();
+    const srv = await startPgws(cluster.uri, { checkListenerInterval: 200 });
+    const writer = await connect(`${srv.url}/${await token({ mode: 'w', channels: ['chan-a', 'chan-b'] })}`);
+    const readerB = await connect(`${srv.url}/chan-b/${await token({ mode: 'r' })}`);
+    const lost = srv.waitFor('listener-lost');
+    await cluster.pause();
+    await within(lost, 5000, 'listener-lost');
+    writer.send('during the outage');
+    const closed = await within(writer.closed, 15_000, 'writer close');
+    expect(closed).toEqual({ code: 1011, reason: 'Database error: message not delivered' });
+    expect(srv.logs.some((l) => l.msg?.startsWith('NOTIFY failed'))).toBe(true);
+    expect(srv.server.metrics.snapshot()).toMatchObject({ framesFailed: 1, framesNotified: 0 });
+    expect(srv.server.metrics.snapshot().closes['1011']).toBe(1);
+
+    const ready = srv.waitFor('listener-ready');
+    await cluster.start();
+    await within(ready, 15_000, 'listener-ready');
+    const again = await connect(`${srv.url}/${await token({ mode: 'w', channels: ['chan-a', 'chan-b'] })}`);
+    again.send('after the outage');
+    // The first thing reader B sees is the new frame: the failed one never went half-way.
+    expect(await readerB.nextJson()).toMatchObject({ channel: 'chan-b', payload: 'after the outage' });
+    expect(srv.server.metrics.snapshot().framesNotified).toBe(1);
+  });
+});
+
+describe('a stalled database and a fast writer', () => {
+  it('bounds the writer queue: 1013 with a reason, and the frames queued before it go through after SIGCONT', async () => {
+    const cluster = await ownCluster();
+    const srv = await startPgws(cluster.uri, { maxQueuedMessages: 8 });
+    const watch = await watchChannel(cluster.sql, LISTEN_CHANNEL);
+    const writer = await connect(`${srv.url}/queue/${await token({ mode: 'w' })}`);
+    const stalled = stall(clusterPids(cluster.serverPid() ?? 0));
+    const sent = Array.from({ length: 30 }, (_, i) => `m${i}`);
+    for (const m of sent) writer.send(m);
+    const closed = await within(writer.closed, 5000, 'writer close');
+    expect(closed.code).toBe(1013);
+    expect(closed.reason).toMatch(/Too many messages waiting/);
+    expect(srv.server.metrics.snapshot().framesRefusedQueueFull).toBe(1);
+    stalled.resume();
+    const got: string[] = [];
+    for (let i = 0; i < 8; i++) got.push((JSON.parse(await watch.next(10_000)) as { payload: string }).payload);
+    expect(got).toEqual(sent.slice(0, 8));
+    await expect(watch.next(300)).rejects.toThrow();
+  });
+});
