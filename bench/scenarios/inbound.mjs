@@ -9,6 +9,10 @@ import { LISTEN_CHANNEL } from '../lib/producer.mjs';
 import { now } from '../lib/wsclient.mjs';
 
 const WINDOW = 4000;
+// pgws closes a writer with 1013 once 256 of its frames wait for the database
+// (PGWS_MAX_QUEUED_MESSAGES), so relays get a window the writers can keep
+// without tripping that limit: 128 frames in flight per writer.
+const PER_WRITER_WINDOW = 128;
 
 export const inbound = {
   id: 'inbound',
@@ -35,7 +39,8 @@ export const inbound = {
         target = server;
       }
       const base = seen;
-      allowTimer = setInterval(() => target.send({ cmd: 'allow', upTo: seen - base + WINDOW }), 5);
+      const window = loadgen ? Math.min(WINDOW * 10, v.writers * PER_WRITER_WINDOW) : WINDOW;
+      allowTimer = setInterval(() => target.send({ cmd: 'allow', upTo: seen - base + window }), 5);
       await sleep(ctx.warmupMs);
       const s0 = seen;
       const t0 = now();
