@@ -9,8 +9,8 @@ import { bannerAnswer } from './http/banner.js';
 import { createStaticHandler } from './http/static.js';
 import { createLogger, type Logger } from './log.js';
 import { createRelay, type Session } from './relay.js';
+import { createTransport, planTransport, TransportUnavailableError } from './transport/select.js';
 import type { HttpAnswer, HttpRequest, TransportHandlers } from './transport/types.js';
-import { createUwsTransport } from './transport/uws.js';
 import { Close, type Config } from './types.js';
 
 /** Frames larger than this can never fit a NOTIFY (8000 bytes), so they are refused at the socket. */
@@ -39,6 +39,8 @@ export interface RunningServer {
 
 export interface StartOptions {
   readonly log?: Logger;
+  /** Overrides IDLE_TIMEOUT_SECONDS, so keep-alive tests need not wait half a minute. */
+  readonly idleTimeoutSeconds?: number;
 }
 
 export async function start(config: Config, options: StartOptions = {}): Promise<RunningServer> {
@@ -105,8 +107,12 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     config.certificateFile && config.keyFile ? { certFile: config.certificateFile, keyFile: config.keyFile } : undefined;
   let transport;
   try {
-    transport = createUwsTransport<Session>(
-      { host: config.host, port: config.port, maxMessageBytes: MAX_FRAME_BYTES, maxBackpressureBytes: MAX_BACKPRESSURE_BYTES, idleTimeoutSeconds: IDLE_TIMEOUT_SECONDS },
+    const plan = planTransport(config.transport, tls !== undefined);
+    if (!plan.ok) throw new TransportUnavailableError(plan.error);
+    if (plan.fallback !== undefined) log.warn({ transport: plan.engine }, plan.fallback);
+    transport = createTransport<Session>(
+      plan.engine,
+      { host: config.host, port: config.port, maxMessageBytes: MAX_FRAME_BYTES, maxBackpressureBytes: MAX_BACKPRESSURE_BYTES, idleTimeoutSeconds: options.idleTimeoutSeconds ?? IDLE_TIMEOUT_SECONDS },
       handlers,
       tls,
     );
