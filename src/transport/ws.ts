@@ -84,7 +84,7 @@ export function createWsTransport<S>(options: TransportOptions, handlers: Transp
         if (gone || raw.destroyed) return;
         if (closing) rejectUpgrade(raw, 503, 'Server shutting down');
         else if (!decision.accept) rejectUpgrade(raw, decision.status, decision.reason);
-        else wss.handleUpgrade(req, raw, head, (ws) => open(ws, decision.session, remoteAddress));
+        else wss.handleUpgrade(req, raw, head, (ws) => open(ws, raw, decision.session, remoteAddress));
       },
       () => {
         if (!gone) rejectUpgrade(raw, 500, 'Internal error');
@@ -104,8 +104,8 @@ export function createWsTransport<S>(options: TransportOptions, handlers: Transp
     if (sockets.size === 0) onEmpty?.();
   }
 
-  function open(ws: WebSocket, session: S, remoteAddress: string): void {
-    const socket = new WsSocket(ws, session, remoteAddress, hub);
+  function open(ws: WebSocket, raw: Duplex, session: S, remoteAddress: string): void {
+    const socket = new WsSocket(ws, raw, session, remoteAddress, hub);
     sockets.add(socket);
     // ws reports protocol errors (bad UTF-8 in a text frame, a frame over maxPayload) here and
     // then closes with the matching code itself; the close handler below does the bookkeeping.
@@ -197,9 +197,12 @@ class WsSocket<S> implements TransportSocket<S>, KeptAlive {
   lastInbound = Date.now();
   pingedAt: number | undefined;
   readonly channels = new Set<string>();
+  private corked = false;
 
   constructor(
     private readonly ws: WebSocket,
+    /** The TCP (or TLS) socket under ws, corked while a burst of notifications is sent. */
+    private readonly raw: Duplex,
     readonly session: S,
     readonly remoteAddress: string,
     private readonly hub: Hub<S>,
@@ -222,6 +225,7 @@ class WsSocket<S> implements TransportSocket<S>, KeptAlive {
    */
   deliver(data: Buffer | string): SendResult {
     if (this.ws.readyState !== WebSocket.OPEN) return 'dropped';
+    this.corkUntilTickEnds();
     this.ws.send(data, TEXT_FRAME);
     const buffered = this.ws.bufferedAmount;
     if (buffered > this.hub.maxBackpressureBytes) {
@@ -229,6 +233,21 @@ class WsSocket<S> implements TransportSocket<S>, KeptAlive {
       return 'dropped';
     }
     return buffered > 0 ? 'queued' : 'sent';
+  }
+
+  /**
+   * Notifications come in bursts (postgres.js emits every one of a read in one go). Writing
+   * each frame on its own costs a syscall and a TCP segment per frame; corked, a burst leaves
+   * in one write per socket, as uWebSockets.js does with its own corking.
+   */
+  private corkUntilTickEnds(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.raw.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      this.raw.uncork();
+    });
   }
 
   close(code: CloseCode, reason: string): void {
