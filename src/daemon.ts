@@ -46,6 +46,14 @@ export async function runDaemon(config: Config): Promise<void> {
     effective = embeddedConfig(config, embedded);
   }
 
+  // Installed before start(): a supervisor may send SIGTERM as soon as it reads `pgws ready`,
+  // which start() logs just before it returns. Until the server is up there is nothing to close.
+  const stopWhileStarting = (signal: NodeJS.Signals): void => {
+    log.info({ why: signal }, 'stopped while starting');
+    void (embedded?.stop() ?? Promise.resolve()).finally(() => process.exit(0));
+  };
+  process.once('SIGINT', stopWhileStarting);
+  process.once('SIGTERM', stopWhileStarting);
   let server: RunningServer;
   try {
     server = await start(effective, { log });
@@ -53,10 +61,10 @@ export async function runDaemon(config: Config): Promise<void> {
     await embedded?.stop();
     failStart(log, message(err));
     return;
+  } finally {
+    process.off('SIGINT', stopWhileStarting);
+    process.off('SIGTERM', stopWhileStarting);
   }
-
-  // A token is printed only for a secret pgws generated itself, never for one the user gave.
-  if (config.embedded) await printEmbeddedWelcome(effective, server.port, embedded !== undefined, config.jwtSecret === undefined);
 
   let exiting = false;
   const exit = async (code: number, why: string): Promise<void> => {
@@ -74,6 +82,9 @@ export async function runDaemon(config: Config): Promise<void> {
   process.once('SIGINT', () => void exit(0, 'SIGINT'));
   process.once('SIGTERM', () => void exit(0, 'SIGTERM'));
   server.events.on('fatal', (err) => void exit(1, err.message));
+
+  // A token is printed only for a secret pgws generated itself, never for one the user gave.
+  if (config.embedded) await printEmbeddedWelcome(effective, server.port, embedded !== undefined, config.jwtSecret === undefined);
 }
 
 function failStart(log: Logger, reason: string): void {
