@@ -63,6 +63,12 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     onNotification: (channel, payload) => relayRef?.onNotification(channel, payload),
     onFatal: (error) => events.emit('fatal', error),
   });
+  // A listener lost while still starting would be emitted before anyone subscribes to `events`.
+  let fatalWhileStarting: Error | undefined;
+  const noteFatal = (error: Error): void => {
+    fatalWhileStarting ??= error;
+  };
+  events.on('fatal', noteFatal);
   listener.on('ready', (pid) => events.emit('listener-ready', pid));
   listener.on('lost', (reason) => events.emit('listener-lost', reason));
 
@@ -136,6 +142,12 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   } catch (err) {
     await Promise.all([listener.stop(), notifier.stop()]);
     throw err;
+  }
+  events.off('fatal', noteFatal);
+  if (fatalWhileStarting !== undefined) {
+    await transport.shutdown(Close.GoingAway, 'server shutting down');
+    await Promise.all([listener.stop(), notifier.stop().catch(() => undefined)]);
+    throw fatalWhileStarting;
   }
   log.info({ port, host: config.host, tls: tls !== undefined, transport: `${transport.name} (${transport.version})` }, 'pgws ready');
 
