@@ -46,14 +46,16 @@ export async function runDaemon(config: Config): Promise<void> {
     effective = embeddedConfig(config, embedded);
   }
 
-  // Installed before start(): a supervisor may send SIGTERM as soon as it reads `pgws ready`,
-  // which start() logs just before it returns. Until the server is up there is nothing to close.
-  const stopWhileStarting = (signal: NodeJS.Signals): void => {
+  // Installed before start(), and never removed: a supervisor may send SIGTERM as soon as it
+  // reads `pgws ready`, which start() logs just before it returns, and removing the last
+  // listener drops a signal that is still pending. What a signal does depends on the phase.
+  let onSignal = (signal: NodeJS.Signals): void => {
+    // Until the server is up there is nothing to close.
     log.info({ why: signal }, 'stopped while starting');
     void (embedded?.stop() ?? Promise.resolve()).finally(() => process.exit(0));
   };
-  process.once('SIGINT', stopWhileStarting);
-  process.once('SIGTERM', stopWhileStarting);
+  process.on('SIGINT', (signal) => onSignal(signal));
+  process.on('SIGTERM', (signal) => onSignal(signal));
   let server: RunningServer;
   try {
     server = await start(effective, { log });
@@ -61,9 +63,6 @@ export async function runDaemon(config: Config): Promise<void> {
     await embedded?.stop();
     failStart(log, message(err));
     return;
-  } finally {
-    process.off('SIGINT', stopWhileStarting);
-    process.off('SIGTERM', stopWhileStarting);
   }
 
   let exiting = false;
@@ -79,8 +78,7 @@ export async function runDaemon(config: Config): Promise<void> {
     await embedded?.stop();
     process.exit(code);
   };
-  process.once('SIGINT', () => void exit(0, 'SIGINT'));
-  process.once('SIGTERM', () => void exit(0, 'SIGTERM'));
+  onSignal = (signal) => void exit(0, signal);
   server.events.on('fatal', (err) => void exit(1, err.message));
 
   // A token is printed only for a secret pgws generated itself, never for one the user gave.
