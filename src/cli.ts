@@ -2,7 +2,7 @@
 // Nothing else lives here; options are defined in options.ts and validated in config.ts.
 import { CommanderError } from 'commander';
 import { loadConfig } from './config.js';
-import { createCommand } from './options.js';
+import { createCommand, TRANSPORT_CHOICES } from './options.js';
 import { VERSION } from './version.js';
 
 /** Exit code for a configuration the daemon refuses to start with. */
@@ -14,7 +14,7 @@ export async function main(argv: string[]): Promise<void> {
     if (err.code === 'EPIPE') process.exit(0);
     throw err;
   });
-  if (answeredHelpOrVersion(argv)) return;
+  if (answeredHelpOrVersion(argv, await versionText(argv))) return;
 
   const loaded = loadConfig({ argv, env: process.env, cwd: process.cwd() });
   if (!loaded.ok) {
@@ -32,9 +32,9 @@ export async function main(argv: string[]): Promise<void> {
  * Prints help or the version when asked, whatever else is on the line. Other commander
  * complaints are silenced here: loadConfig reports them with the rest.
  */
-function answeredHelpOrVersion(argv: string[]): boolean {
+function answeredHelpOrVersion(argv: string[], version: string): boolean {
   const command = createCommand()
-    .version(`pgws ${VERSION}`, '-V, --version', 'print the version and exit')
+    .version(version, '-V, --version', 'print the version and exit')
     .helpOption('-h, --help', 'print this help and exit')
     .exitOverride()
     .configureOutput({ writeErr: () => undefined, outputError: () => undefined });
@@ -45,6 +45,25 @@ function answeredHelpOrVersion(argv: string[]): boolean {
     if (!(err instanceof CommanderError)) throw err;
     return err.code === 'commander.helpDisplayed' || err.code === 'commander.version';
   }
+}
+
+/**
+ * `pgws 0.1.0` and, when the version is asked for, a second line naming the transport the
+ * given --transport / PGWS_TRANSPORT (and TLS flags) get on this system. Only then is the
+ * native addon probed, so --help and configuration errors stay free of it.
+ */
+async function versionText(argv: readonly string[]): Promise<string> {
+  const head = `pgws ${VERSION}`;
+  if (!argv.slice(2).some((arg) => arg === '-V' || arg === '--version')) return head;
+  const given = (flag: string, env: string): string | undefined => {
+    const index = argv.indexOf(flag);
+    const inline = argv.find((arg) => arg.startsWith(`${flag}=`));
+    return (index >= 0 ? argv[index + 1] : inline?.slice(flag.length + 1)) ?? process.env[env];
+  };
+  const choice = TRANSPORT_CHOICES.find((candidate) => candidate === given('--transport', 'PGWS_TRANSPORT')?.toLowerCase()) ?? 'auto';
+  const tls = (given('--certificate-file', 'PGWS_CERTIFICATE_FILE') ?? '') !== '';
+  const { describeTransport } = await import('./transport/select.js');
+  return `${head}\n${describeTransport(choice, tls)}`;
 }
 
 function reportConfigErrors(errors: readonly string[]): void {

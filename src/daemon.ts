@@ -2,7 +2,8 @@
 //   exit 0  stopped by SIGINT/SIGTERM
 //   exit 1  could not start (database unreachable after PGWS_RETRIES, port in use,
 //           bad key material) or the listener was lost without PGWS_CHECK_LISTENER_INTERVAL
-//   exit 2  configuration error (reported by cli.ts before we get here)
+//   exit 2  configuration error (reported by cli.ts before we get here), or a transport
+//           asked for by name (PGWS_TRANSPORT=uws) that cannot run here
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { SignJWT } from 'jose';
@@ -10,6 +11,7 @@ import { describeConfig } from './config.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './embedded.js';
 import { createLogger, type Logger } from './log.js';
 import { start, type RunningServer } from './server.js';
+import { planTransport } from './transport/select.js';
 import type { Config } from './types.js';
 import { VERSION } from './version.js';
 
@@ -19,6 +21,15 @@ const SHUTDOWN_DEADLINE_MS = 4500;
 export async function runDaemon(config: Config): Promise<void> {
   const log = createLogger(config.logLevel);
   log.info({ version: VERSION, node: process.version, config: describeConfig(config) }, 'starting pgws');
+
+  // Before any database work: an explicit transport that cannot run here is a configuration problem.
+  const plan = planTransport(config.transport, config.certificateFile !== undefined);
+  if (!plan.ok) {
+    log.fatal({ reason: plan.error }, 'pgws could not start');
+    process.stderr.write(`pgws: ${plan.error}\n`);
+    process.exitCode = 2;
+    return;
+  }
 
   let embedded: EmbeddedDatabase | undefined;
   let effective = config;
@@ -35,6 +46,16 @@ export async function runDaemon(config: Config): Promise<void> {
     effective = embeddedConfig(config, embedded);
   }
 
+  // Installed before start(), and never removed: a supervisor may send SIGTERM as soon as it
+  // reads `pgws ready`, which start() logs just before it returns, and removing the last
+  // listener drops a signal that is still pending. What a signal does depends on the phase.
+  let onSignal = (signal: NodeJS.Signals): void => {
+    // Until the server is up there is nothing to close.
+    log.info({ why: signal }, 'stopped while starting');
+    void (embedded?.stop() ?? Promise.resolve()).finally(() => process.exit(0));
+  };
+  process.on('SIGINT', (signal) => onSignal(signal));
+  process.on('SIGTERM', (signal) => onSignal(signal));
   let server: RunningServer;
   try {
     server = await start(effective, { log });
@@ -57,13 +78,9 @@ export async function runDaemon(config: Config): Promise<void> {
     await embedded?.stop();
     process.exit(code);
   };
-  process.once('SIGINT', () => void exit(0, 'SIGINT'));
-  process.once('SIGTERM', () => void exit(0, 'SIGTERM'));
+  onSignal = (signal) => void exit(0, signal);
   server.events.on('fatal', (err) => void exit(1, err.message));
 
-  // After the handlers: 'pgws ready' is already logged, and a SIGTERM sent on
-  // seeing it must find them in place (a signal waits for this turn's microtasks,
-  // not for the await below).
   // A token is printed only for a secret pgws generated itself, never for one the user gave.
   if (config.embedded) await printEmbeddedWelcome(effective, server.port, embedded !== undefined, config.jwtSecret === undefined);
 }

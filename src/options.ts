@@ -4,7 +4,7 @@
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import type { Config, LogLevel } from './types.js';
+import type { Config, LogLevel, TransportChoice } from './types.js';
 
 export type ParseResult<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
 
@@ -235,6 +235,15 @@ export const OPTIONS: { readonly [K in keyof Config]: OptionSpec<K> } = {
     secret: false,
     example: '/etc/pgws/key.pem',
   },
+  transport: {
+    key: 'transport',
+    env: 'PGWS_TRANSPORT',
+    flag: '--transport <name>',
+    default: 'auto',
+    parse: transportChoice,
+    doc: 'WebSocket engine: auto = uWebSockets.js when a build loads here and has what the config needs (TLS), else ws; uws or ws forces one',
+    secret: false,
+  },
   logLevel: {
     key: 'logLevel',
     env: 'PGWS_LOG_LEVEL',
@@ -406,6 +415,14 @@ function logLevel(raw: string): ParseResult<LogLevel> {
   const word = raw.trim().toLowerCase();
   const level = LOG_LEVELS.find((candidate) => candidate === word);
   return level === undefined ? fail(`must be one of ${LOG_LEVELS.join(', ')}`) : ok(level);
+}
+
+export const TRANSPORT_CHOICES: readonly TransportChoice[] = ['auto', 'uws', 'ws'];
+
+function transportChoice(raw: string): ParseResult<TransportChoice> {
+  const word = raw.trim().toLowerCase();
+  const choice = TRANSPORT_CHOICES.find((candidate) => candidate === word);
+  return choice === undefined ? fail(`must be one of ${TRANSPORT_CHOICES.join(', ')}`) : ok(choice);
 }
 
 /** Resolved to an absolute path so the daemon does not depend on the working folder. */

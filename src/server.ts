@@ -11,8 +11,8 @@ import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createRelay, type Session } from './relay.js';
 import { delay } from './timer.js';
+import { createTransport, planTransport, TransportUnavailableError } from './transport/select.js';
 import type { HttpAnswer, HttpRequest, TransportHandlers } from './transport/types.js';
-import { createUwsTransport } from './transport/uws.js';
 import { Close, type Config } from './types.js';
 
 /** How long stop() lets frames already accepted reach the database before ending its connections. */
@@ -41,6 +41,8 @@ export interface RunningServer {
 
 export interface StartOptions {
   readonly log?: Logger;
+  /** Overrides IDLE_TIMEOUT_SECONDS, so keep-alive tests need not wait half a minute. */
+  readonly idleTimeoutSeconds?: number;
 }
 
 export async function start(config: Config, options: StartOptions = {}): Promise<RunningServer> {
@@ -130,13 +132,17 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     config.certificateFile && config.keyFile ? { certFile: config.certificateFile, keyFile: config.keyFile } : undefined;
   let transport;
   try {
-    transport = createUwsTransport<Session>(
+    const plan = planTransport(config.transport, tls !== undefined);
+    if (!plan.ok) throw new TransportUnavailableError(plan.error);
+    if (plan.fallback !== undefined) log.warn({ transport: plan.engine }, plan.fallback);
+    transport = createTransport<Session>(
+      plan.engine,
       {
         host: config.host,
         port: config.port,
         maxMessageBytes: config.maxMessageSize,
         maxBackpressureBytes: config.maxBackpressure,
-        idleTimeoutSeconds: IDLE_TIMEOUT_SECONDS,
+        idleTimeoutSeconds: options.idleTimeoutSeconds ?? IDLE_TIMEOUT_SECONDS,
         maxConnections: config.maxConnections,
         handshakeTimeoutMs: config.handshakeTimeout,
       },

@@ -9,6 +9,9 @@ export type Mode = 'r' | 'w' | 'rw';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
+/** Which WebSocket engine serves sockets: `auto` picks uWebSockets.js when it can, else ws. */
+export type TransportChoice = 'auto' | 'uws' | 'ws';
+
 /**
  * The validated, frozen configuration (PROTOCOL.md §7 plus our extensions).
  * Built only by src/config.ts.
@@ -43,6 +46,7 @@ export interface Config {
   readonly maxQueuedMessages: number;
   readonly certificateFile: string | undefined;
   readonly keyFile: string | undefined;
+  readonly transport: TransportChoice;
   readonly logLevel: LogLevel;
   /** Start a throwaway embedded PostgreSQL when no dbUri is given (development only). */
   readonly embedded: boolean;

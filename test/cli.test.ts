@@ -45,11 +45,20 @@ function runPgws(args: string[]): Promise<Run> {
 }
 
 describe('pgws command line', () => {
-  it('prints its version with --version and exits 0', async () => {
+  it('prints its version and the transport it would use with --version, and exits 0', async () => {
     const run = await runPgws(['--version']);
     expect(run).toMatchObject({ code: 0, stderr: '' });
-    expect(run.stdout).toBe(`pgws ${PACKAGE.version}\n`);
+    const [first, second, ...rest] = run.stdout.split('\n');
+    expect(first).toBe(`pgws ${PACKAGE.version}`);
+    expect(second).toMatch(/^transport: (uws|ws) \(.+ \d+\.\d+\.\d+.*\)/);
+    expect(rest).toEqual(['']);
     expect(PACKAGE.version).toBe('0.1.0');
+  });
+
+  it('names the ws transport and its version with --transport ws --version', async () => {
+    const run = await runPgws(['--transport', 'ws', '--version']);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^transport: ws \(ws \d+\.\d+\.\d+ on node:http\)$/m);
   });
 
   it('lists every option with its variable and default in --help and exits 0', async () => {

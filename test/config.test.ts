@@ -73,6 +73,7 @@ describe('defaults', () => {
       maxQueuedMessages: 256,
       certificateFile: undefined,
       keyFile: undefined,
+      transport: 'auto',
       logLevel: 'info',
       embedded: false,
     });
@@ -127,6 +128,9 @@ describe('valid values', () => {
     ['PGWS_LOG_LEVEL', 'fatal', 'logLevel', 'fatal'],
     ['PGWS_EMBEDDED', 'true', 'embedded', true],
     ['PGWS_EMBEDDED', 'no', 'embedded', false],
+    ['PGWS_TRANSPORT', 'ws', 'transport', 'ws'],
+    ['PGWS_TRANSPORT', 'UWS', 'transport', 'uws'],
+    ['PGWS_TRANSPORT', 'auto', 'transport', 'auto'],
   ])('%s=%j sets %s', (variable, value, key, expected) => {
     expect(loadOk({ env: { ...REQUIRED, [variable]: value } })[key]).toEqual(expected);
   });
@@ -174,6 +178,7 @@ describe('invalid values', () => {
       'PGWS_JWT_SECRET_BASE64 (--jwt-secret-base64): must be true or false (1/0 and yes/no work too), got "maybe"',
     ],
     ['PGWS_EMBEDDED', 'on', 'PGWS_EMBEDDED (--embedded): must be true or false (1/0 and yes/no work too), got "on"'],
+    ['PGWS_TRANSPORT', 'uwebsockets', 'PGWS_TRANSPORT (--transport): must be one of auto, uws, ws, got "uwebsockets"'],
     ['PGWS_HOST', '', 'PGWS_HOST (--host): must be *4, *6, *, an IP address or a host name, got ""'],
     ['PGWS_HOST', 'local host', 'PGWS_HOST (--host): must be *4, *6, *, an IP address or a host name, got "local host"'],
     ['PGWS_LISTEN_CHANNEL', '', 'PGWS_LISTEN_CHANNEL (--listen-channel): must not be empty, got ""'],
@@ -318,6 +323,7 @@ describe('command-line flags', () => {
         '--max-queued-messages', '8',
         '--certificate-file', 'cert.pem',
         '--key-file', 'key.pem',
+        '--transport', 'ws',
         '--log-level', 'warn',
         '--embedded',
       ],
@@ -342,6 +348,7 @@ describe('command-line flags', () => {
       maxQueuedMessages: 8,
       certificateFile: join(cwd, 'cert.pem'),
       keyFile: join(cwd, 'key.pem'),
+      transport: 'ws',
       logLevel: 'warn',
       embedded: true,
     });

@@ -5,7 +5,6 @@ import { describe, expect, it } from 'vitest';
 import { freePort } from '../src/embedded.js';
 import { createLogger } from '../src/log.js';
 import { start } from '../src/server.js';
-import { loadUws } from '../src/transport/uws-loader.js';
 import { connect } from './harness/client.js';
 import { createTestDatabase, ownCluster } from './harness/db.js';
 import { LISTEN_CHANNEL, startPgws, testConfig } from './harness/pgws.js';
@@ -77,16 +76,5 @@ describe('database outage', () => {
     const again = await connect(`${srv.url}/chat/${await token({ mode: 'w' })}`);
     again.send('after the outage');
     expect(await reader.nextJson()).toMatchObject({ payload: 'after the outage' });
-  });
-});
-
-describe('TLS on a build without it', () => {
-  // Only meaningful where the loaded build lacks TLS (the Node-20 build on these machines).
-  it.skipIf(loadUws().supportsTls)('refuses to start with a message naming the cause, rather than serving plain ws', async () => {
-    const db = await createTestDatabase();
-    const file = new URL('../package.json', import.meta.url).pathname;
-    await expect(start(testConfig(db.uri, { certificateFile: file, keyFile: file }), { log: createLogger('silent') })).rejects.toThrow(
-      /TLS was asked for .* has no TLS/,
-    );
   });
 });

@@ -120,7 +120,7 @@ describe('sockets to the database', () => {
   });
 
   it('closes with 1007 on a binary frame that is not UTF-8, and sends nothing', async () => {
-    const watch = await watchChannel(db.sql, LISTEN_CHANNEL);
+    const watch = await watchChannel(db.sql, LISTEN_CHANNEL, (p) => p.includes('"channel":"bad-utf8"'));
     const writer = await connect(`${srv.url}/bad-utf8/${await token({ mode: 'w' })}`);
     writer.send(Buffer.from([0xc3, 0x28, 0xff]), { binary: true });
     expect((await writer.closed).code).toBe(1007);
@@ -131,7 +131,7 @@ describe('sockets to the database', () => {
   });
 
   it('closes with 1009 when the NOTIFY envelope would be over 8000 bytes, and sends nothing', async () => {
-    const watch = await watchChannel(db.sql, LISTEN_CHANNEL);
+    const watch = await watchChannel(db.sql, LISTEN_CHANNEL, (p) => p.includes('"channel":"big"'));
     const writer = await connect(`${srv.url}/big/${await token({ mode: 'w' })}`);
     writer.send('x'.repeat(7950));
     const closed = await writer.closed;

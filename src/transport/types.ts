@@ -104,3 +104,9 @@ export interface Transport<S> {
 }
 
 export type TransportFactory = <S>(options: TransportOptions, handlers: TransportHandlers<S>) => Transport<S>;
+
+/** Certificate and key (PEM files) to serve wss:// and https://. */
+export interface TlsFiles {
+  readonly certFile: string;
+  readonly keyFile: string;
+}

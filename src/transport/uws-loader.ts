@@ -19,21 +19,40 @@ export interface LoadedUws {
 
 const require = createRequire(import.meta.url);
 
-let cached: LoadedUws | Error | undefined;
+/** Why no build loaded: the full explanation as message, one short clause as `summary` for a log line. */
+export class UwsLoadError extends Error {
+  constructor(
+    message: string,
+    readonly summary: string,
+  ) {
+    super(message);
+    this.name = 'UwsLoadError';
+  }
+}
+
+let cached: LoadedUws | UwsLoadError | undefined;
 
 export function loadUws(): LoadedUws {
-  if (cached === undefined) cached = tryLoad();
-  if (cached instanceof Error) throw cached;
+  const loaded = probeUws();
+  if (loaded instanceof UwsLoadError) throw loaded;
+  return loaded;
+}
+
+/** Like loadUws, but returns the failure instead of throwing, for callers that have a fallback. */
+export function probeUws(): LoadedUws | UwsLoadError {
+  cached ??= tryLoad();
   return cached;
 }
 
-function tryLoad(): LoadedUws | Error {
+function tryLoad(): LoadedUws | UwsLoadError {
   const failures: string[] = [];
+  let needsGlibc: string | undefined;
   try {
     const uws = require('uWebSockets.js') as Uws;
     return { uws, build: 'uWebSockets.js', version: packageVersion('uWebSockets.js'), supportsTls: true };
   } catch (err) {
     failures.push(`uWebSockets.js: ${firstLine(err)}`);
+    needsGlibc = /GLIBC_([0-9.]+)' not found/.exec(errorText(err))?.[1];
   }
   const binary = `@trufflesuite/uws-js-unofficial/binaries/uws_${process.platform}_${process.arch}_${process.versions.modules}.node`;
   try {
@@ -47,12 +66,19 @@ function tryLoad(): LoadedUws | Error {
   } catch (err) {
     failures.push(`${binary}: ${firstLine(err)}`);
   }
-  return new Error(
+  const glibc = glibcVersion();
+  const summary =
+    needsGlibc !== undefined
+      ? `uWebSockets.js needs glibc ${needsGlibc}, this system has ${glibc ?? 'another C library'}`
+      : `no uWebSockets.js build loads on Node ${process.version} (ABI ${process.versions.modules}, ${process.platform}-${process.arch})`;
+  return new UwsLoadError(
     `cannot load uWebSockets.js on this system (Node ${process.version}, ABI ${process.versions.modules}, ` +
-      `${process.platform}-${process.arch}, glibc ${glibcVersion() ?? 'n/a'}). ` +
+      `${process.platform}-${process.arch}, glibc ${glibc ?? 'n/a'}). ` +
       `uWebSockets.js 20.57 needs glibc >= 2.38 (Debian 13, Ubuntu 24.04 or later); ` +
       `the Node-20 fallback build needs Node 20 on Linux/macOS/Windows x64. ` +
-      `Way out: run on such a system (or the official Docker image), or use Node 20. Details: ${failures.join(' | ')}`,
+      `Way out: run on such a system (or the official Docker image), use Node 20, or use the ws transport (PGWS_TRANSPORT=ws). ` +
+      `Details: ${failures.join(' | ')}`,
+    summary,
   );
 }
 
@@ -69,8 +95,12 @@ function packageVersion(name: string): string {
   }
 }
 
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 function firstLine(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
+  const text = errorText(err);
   const glibc = /GLIBC_[0-9.]+' not found/.exec(text);
   return glibc ? glibc[0] : (text.split('\n').find((l) => l.trim() !== '') ?? text);
 }

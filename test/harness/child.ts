@@ -4,6 +4,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { inject } from 'vitest';
 import { track } from './leftovers.js';
 
 export const BIN = fileURLToPath(new URL('../../bin/pgws.js', import.meta.url));
@@ -17,11 +18,14 @@ export interface Child {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Environment without any PGWS_ variable of the developer's shell, in a temp cwd with no .env. */
+/**
+ * Environment without any PGWS_ variable of the developer's shell, in a temp cwd with no .env,
+ * except PGWS_TRANSPORT: the child runs on the transport this vitest project tests.
+ */
 export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PGWS_')) env[k] = v;
-  return { ...env, ...extra };
+  return { ...env, PGWS_TRANSPORT: inject('transport'), ...extra };
 }
 
 export function runPgws(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): Child {

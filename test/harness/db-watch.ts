@@ -8,11 +8,16 @@ export interface DbWatch {
   next(timeoutMs?: number): Promise<string>;
 }
 
-export async function watchChannel(sql: Sql, channel: string): Promise<DbWatch> {
+/**
+ * `accept` keeps only the payloads a test is about: the LISTEN connection is shared within a
+ * file, so a NOTIFY sent by an earlier test may still arrive after this watch starts.
+ */
+export async function watchChannel(sql: Sql, channel: string, accept: (payload: string) => boolean = () => true): Promise<DbWatch> {
   const seen: string[] = [];
   let taken = 0;
   const waiting: (() => void)[] = [];
   const { unlisten } = await sql.listen(channel, (payload) => {
+    if (!accept(payload)) return;
     seen.push(payload);
     waiting.splice(0).forEach((w) => w());
   });

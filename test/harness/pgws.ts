@@ -2,20 +2,23 @@
 // lines captured as parsed JSON so tests can assert on them.
 import { once } from 'node:events';
 import { Writable } from 'node:stream';
+import { inject } from 'vitest';
 import { createLogger } from '../../src/log.js';
-import { start, type RunningServer, type ServerEvents } from '../../src/server.js';
+import { start, type RunningServer, type ServerEvents, type StartOptions } from '../../src/server.js';
 import type { Config } from '../../src/types.js';
 import { track } from './leftovers.js';
 
 export const SECRET = 'test-secret-that-is-long-enough-for-hs256';
 export const LISTEN_CHANNEL = 'postgres-websockets-listener';
+/** The transport this vitest project tests (uws, ws, or auto for the unit project). */
+export const TRANSPORT = inject('transport');
 
 export type LogLine = Record<string, unknown> & { msg?: string; level?: number };
 
 export interface TestServer {
   readonly server: RunningServer;
   readonly port: number;
-  /** ws://127.0.0.1:<port> */
+  /** ws://127.0.0.1:<port>, or wss:// when the server has a certificate */
   readonly url: string;
   readonly http: string;
   readonly logs: LogLine[];
@@ -48,13 +51,18 @@ export function testConfig(dbUri: string, overrides: Partial<Config> = {}): Conf
     maxQueuedMessages: 256,
     certificateFile: undefined,
     keyFile: undefined,
+    transport: TRANSPORT,
     logLevel: 'debug',
     embedded: false,
     ...overrides,
   });
 }
 
-export async function startPgws(dbUri: string, overrides: Partial<Config> = {}): Promise<TestServer> {
+export async function startPgws(
+  dbUri: string,
+  overrides: Partial<Config> = {},
+  startOptions: Omit<StartOptions, 'log'> = {},
+): Promise<TestServer> {
   const logs: LogLine[] = [];
   const rawLogs: string[] = [];
   const waiters = new Set<{ predicate: (l: LogLine) => boolean; resolve: (l: LogLine) => void }>();
@@ -77,13 +85,14 @@ export async function startPgws(dbUri: string, overrides: Partial<Config> = {}):
   });
   const config = testConfig(dbUri, overrides);
   const log = createLogger(config.logLevel, sink);
-  const server = await start(config, { log });
+  const server = await start(config, { ...startOptions, log });
   track(() => server.stop());
+  const secure = config.certificateFile !== undefined;
   return {
     server,
     port: server.port,
-    url: `ws://127.0.0.1:${server.port}`,
-    http: `http://127.0.0.1:${server.port}`,
+    url: `${secure ? 'wss' : 'ws'}://127.0.0.1:${server.port}`,
+    http: `${secure ? 'https' : 'http'}://127.0.0.1:${server.port}`,
     logs,
     rawLogs,
     async waitFor(event) {

@@ -1,0 +1,390 @@
+// The ws transport: the `ws` package on node:http / node:https, for systems where no
+// uWebSockets.js build loads or where TLS is needed and the loaded build has none.
+// It keeps uws's behaviour: per-channel subscriber sets instead of C++ topics, the same
+// close codes, size limit, ping schedule and backpressure rule, and the same HTTP answers.
+import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
+import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, WebSocket, type RawData } from 'ws';
+import { Close, type CloseCode } from '../types.js';
+import { limitCloseReason } from './close-reason.js';
+import { startKeepalive, type KeptAlive } from './keepalive.js';
+import type {
+  HttpAnswer,
+  SendResult,
+  TlsFiles,
+  Transport,
+  TransportHandlers,
+  TransportOptions,
+  TransportSocket,
+} from './types.js';
+
+/** Same hard cap as the uws transport. Past it ws closes with 1009 itself (uws cuts with 1006). */
+const HARD_FRAME_CAP_BYTES = 1024 * 1024;
+/** How long shutdown waits for clients to answer the close frame before cutting them. */
+const SHUTDOWN_GRACE_MS = 1500;
+
+/** What a socket closed without a close frame reports (RFC 6455: 1006, never sent on the wire). */
+const CUT_CODE = 1006;
+
+const TEXT_FRAME = { binary: false, compress: false, fin: true } as const;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+export function createWsTransport<S>(options: TransportOptions, handlers: TransportHandlers<S>, tls?: TlsFiles): Transport<S> {
+  const server = tls
+    ? https.createServer({ cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) })
+    : http.createServer();
+  const wss = new WebSocketServer({
+    noServer: true,
+    // Above our limit, as for uws: frames between the two get a 1009 with our reason.
+    maxPayload: Math.max(HARD_FRAME_CAP_BYTES, options.maxMessageBytes),
+    perMessageDeflate: false,
+    clientTracking: false,
+  });
+  const sockets = new Set<WsSocket<S>>();
+  const channels = new Map<string, Set<WsSocket<S>>>();
+  const keepalive = startKeepalive(options.idleTimeoutSeconds, () => sockets);
+  let closing = false;
+  let onEmpty: (() => void) | undefined;
+
+  /** Upgrades accepted for auth but not yet answered: they count toward maxConnections. */
+  let upgrading = 0;
+  const maxConnections = options.maxConnections ?? 0;
+
+  const hub: Hub<S> = {
+    maxBackpressureBytes: options.maxBackpressureBytes,
+    cut: (socket) => finish(socket, CUT_CODE, ''),
+    overBackpressure: (socket, bytes) => {
+      // The server closes it with 1008 and a reason; the close frame waits behind
+      // what the reader has not read yet, so it arrives once the reader catches up.
+      if (handlers.overBackpressure) handlers.overBackpressure(socket, bytes);
+      else socket.cut();
+    },
+    subscribe(channel, socket) {
+      let subscribers = channels.get(channel);
+      if (subscribers === undefined) channels.set(channel, (subscribers = new Set()));
+      subscribers.add(socket);
+    },
+  };
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const method = (req.method ?? 'GET').toUpperCase();
+    handlers.http({ method, path: pathOf(req) }).then(
+      (answer) => writeAnswer(res, answer, method === 'HEAD'),
+      () => writeAnswer(res, { status: 500, headers: {}, body: 'Internal error\n' }),
+    );
+  });
+
+  server.on('upgrade', (req: IncomingMessage, raw: Duplex, head: Buffer) => {
+    // The client may go away while its token is checked: note it, and never write to it after.
+    let gone = false;
+    raw.on('error', () => undefined);
+    raw.once('close', () => {
+      gone = true;
+    });
+    if (closing) {
+      rejectUpgrade(raw, 503, 'Server shutting down');
+      return;
+    }
+    if (maxConnections > 0 && sockets.size + upgrading >= maxConnections) {
+      handlers.refused?.('max-connections');
+      rejectUpgrade(raw, 503, 'Too many connections');
+      return;
+    }
+    upgrading += 1;
+    let answered = false;
+    /** Frees the upgrade's slot once; false when the answer must not be written any more. */
+    const settle = (): boolean => {
+      if (answered) return false;
+      answered = true;
+      upgrading -= 1;
+      if (deadline) clearTimeout(deadline);
+      return !gone && !raw.destroyed;
+    };
+    // An upgrade whose decision never comes must not hold its slot (and socket) forever.
+    const deadline =
+      options.handshakeTimeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            if (!settle()) return;
+            handlers.refused?.('handshake-timeout');
+            rejectUpgrade(raw, 503, 'Handshake timed out');
+          }, options.handshakeTimeoutMs);
+    raw.once('close', () => void settle());
+    const remoteAddress = req.socket.remoteAddress ?? '';
+    handlers.upgrade({ path: pathOf(req), remoteAddress }).then(
+      (decision) => {
+        if (!settle()) return;
+        if (closing) rejectUpgrade(raw, 503, 'Server shutting down');
+        else if (!decision.accept) rejectUpgrade(raw, decision.status, decision.reason);
+        else wss.handleUpgrade(req, raw, head, (ws) => open(ws, raw, decision.session, remoteAddress));
+      },
+      () => {
+        if (settle()) rejectUpgrade(raw, 500, 'Internal error');
+      },
+    );
+  });
+
+  /** Once per socket: on its close event, or at once when the server cuts it (as uws reports a cut). */
+  function finish(socket: WsSocket<S>, code: number, reason: string): void {
+    if (!sockets.delete(socket)) return;
+    for (const channel of socket.channels) {
+      const subscribers = channels.get(channel);
+      subscribers?.delete(socket);
+      if (subscribers?.size === 0) channels.delete(channel);
+    }
+    handlers.close(socket, code, reason);
+    if (sockets.size === 0) onEmpty?.();
+  }
+
+  function open(ws: WebSocket, raw: Duplex, session: S, remoteAddress: string): void {
+    const socket = new WsSocket(ws, raw, session, remoteAddress, hub);
+    sockets.add(socket);
+    // ws reports protocol errors (bad UTF-8 in a text frame, a frame over maxPayload) here and
+    // then closes with the matching code itself; the close handler below does the bookkeeping.
+    ws.on('error', () => undefined);
+    ws.on('pong', () => socket.heard());
+    ws.on('ping', () => socket.heard());
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      socket.heard();
+      const bytes = toBuffer(data);
+      if (bytes.byteLength > options.maxMessageBytes) {
+        socket.close(Close.TooBig, `Message too big: ${bytes.byteLength} bytes, the limit is ${options.maxMessageBytes}`);
+        return;
+      }
+      // ws has already checked text frames (1007); binary frames are read as UTF-8 (PROTOCOL.md §3).
+      let text: string;
+      try {
+        text = isBinary ? utf8.decode(bytes) : bytes.toString('utf8');
+      } catch {
+        socket.close(Close.BadUtf8, 'Invalid UTF-8 in binary frame');
+        return;
+      }
+      handlers.message(socket, text);
+    });
+    ws.once('close', (code: number, reason: Buffer) => finish(socket, code, reason.toString('utf8')));
+    handlers.open(socket);
+  }
+
+  return {
+    name: 'ws',
+    version: `ws ${wsVersion()} on node:${tls ? 'https' : 'http'}`,
+
+    listen() {
+      return new Promise<number>((resolve, reject) => {
+        const failed = (err: Error): void =>
+          reject(new Error(`cannot listen on ${options.host}:${options.port} (${err.message})`));
+        server.once('error', failed);
+        server.listen({ host: listenAddress(options.host), port: options.port }, () => {
+          server.off('error', failed);
+          const address = server.address();
+          resolve(typeof address === 'object' && address !== null ? address.port : options.port);
+        });
+      });
+    },
+
+    publish(channel, text) {
+      const subscribers = channels.get(channel);
+      if (subscribers === undefined || subscribers.size === 0) return false;
+      // Encoded once, framed per socket without a copy (server frames are not masked).
+      const data = Buffer.from(text, 'utf8');
+      for (const socket of subscribers) socket.deliver(data);
+      return true;
+    },
+
+    async shutdown(code, reason) {
+      closing = true;
+      keepalive.stop();
+      for (const socket of [...sockets]) socket.close(code, reason);
+      server.close();
+      server.closeIdleConnections();
+      if (sockets.size > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, SHUTDOWN_GRACE_MS);
+          onEmpty = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+      // Clients that never answered the close frame (a paused reader) are cut.
+      for (const socket of [...sockets]) socket.cut();
+      server.closeAllConnections();
+    },
+
+    socketCount() {
+      return sockets.size;
+    },
+  };
+}
+
+/** What a socket needs from its transport. */
+interface Hub<S> {
+  readonly maxBackpressureBytes: number;
+  /** The socket was cut: forget it now rather than when its close event comes. */
+  cut(socket: WsSocket<S>): void;
+  /** The socket has more than maxBackpressureBytes waiting (called once per socket). */
+  overBackpressure(socket: WsSocket<S>, bytes: number): void;
+  subscribe(channel: string, socket: WsSocket<S>): void;
+}
+
+class WsSocket<S> implements TransportSocket<S>, KeptAlive {
+  lastInbound = Date.now();
+  pingedAt: number | undefined;
+  readonly channels = new Set<string>();
+  private corked = false;
+  private overLimit = false;
+  private checkPending = false;
+
+  constructor(
+    private readonly ws: WebSocket,
+    /** The TCP (or TLS) socket under ws, corked while a burst of notifications is sent. */
+    private readonly raw: Duplex,
+    readonly session: S,
+    readonly remoteAddress: string,
+    private readonly hub: Hub<S>,
+  ) {}
+
+  /** Any inbound frame counts as life, as it does for uWebSockets.js. */
+  heard(): void {
+    this.lastInbound = Date.now();
+    this.pingedAt = undefined;
+  }
+
+  send(text: string): SendResult {
+    return this.deliver(text);
+  }
+
+  /**
+   * The same rule as the uws transport: a socket whose queue grows past the limit is
+   * handed to overBackpressure (the server closes it with 1008), never skipped in
+   * silence and never left to grow: once closing, it is sent nothing more.
+   */
+  deliver(data: Buffer | string): SendResult {
+    if (this.ws.readyState !== WebSocket.OPEN) return 'dropped';
+    this.corkUntilTickEnds();
+    this.ws.send(data, TEXT_FRAME);
+    const buffered = this.ws.bufferedAmount;
+    if (buffered > this.hub.maxBackpressureBytes) this.checkBackpressureSoon();
+    return buffered > 0 ? 'queued' : 'sent';
+  }
+
+  /**
+   * A burst is corked until the tick ends, so right after a send bufferedAmount counts
+   * the whole burst, even for a reader that keeps up. As on uws, the verdict waits for
+   * the next turn of the event loop, after the burst went to the kernel.
+   */
+  private checkBackpressureSoon(): void {
+    if (this.checkPending || this.overLimit) return;
+    this.checkPending = true;
+    setImmediate(() => {
+      this.checkPending = false;
+      const buffered = this.bufferedAmount();
+      if (buffered > this.hub.maxBackpressureBytes && !this.overLimit) {
+        this.overLimit = true;
+        this.hub.overBackpressure(this, buffered);
+      }
+    });
+  }
+
+  /**
+   * Notifications come in bursts (postgres.js emits every one of a read in one go). Writing
+   * each frame on its own costs a syscall and a TCP segment per frame; corked, a burst leaves
+   * in one write per socket, as uWebSockets.js does with its own corking.
+   */
+  private corkUntilTickEnds(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.raw.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      this.raw.uncork();
+    });
+  }
+
+  close(code: CloseCode, reason: string): void {
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    this.ws.close(code, limitCloseReason(reason));
+  }
+
+  subscribe(channel: string): void {
+    if (this.ws.readyState !== WebSocket.OPEN || this.channels.has(channel)) return;
+    this.channels.add(channel);
+    this.hub.subscribe(channel, this);
+  }
+
+  bufferedAmount(): number {
+    return this.ws.readyState === WebSocket.OPEN ? this.ws.bufferedAmount : 0;
+  }
+
+  ping(): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.ping();
+  }
+
+  cut(): void {
+    this.ws.terminate();
+    this.hub.cut(this);
+  }
+}
+
+/** The raw path without the query string, as uWebSockets.js's getUrl() gives it. */
+function pathOf(req: IncomingMessage): string {
+  const url = req.url ?? '/';
+  const query = url.indexOf('?');
+  return query === -1 ? url : url.slice(0, query);
+}
+
+/** `*4` = all IPv4, `*6` / `*` = all IPv6 (and IPv4, Node listens dual-stack), else as given. */
+function listenAddress(host: string): string {
+  switch (host) {
+    case '*4':
+      return '0.0.0.0';
+    case '*6':
+    case '*':
+      return '::';
+    default:
+      return host;
+  }
+}
+
+function toBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
+
+/**
+ * A refused upgrade gets a real HTTP answer on the raw socket, as uws gives it: status,
+ * plain-text reason, then the connection is closed.
+ */
+function rejectUpgrade(raw: Duplex, status: number, reason: string): void {
+  const body = `${reason}\n`;
+  raw.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Status'}\r\n` +
+      'Content-Type: text/plain; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      'Connection: close\r\n\r\n' +
+      body,
+  );
+}
+
+function writeAnswer(res: ServerResponse, answer: HttpAnswer, headOnly = false): void {
+  const headers: Record<string, string> = { 'Content-Type': 'text/plain; charset=utf-8', ...answer.headers };
+  const hasLength = Object.keys(headers).some((name) => name.toLowerCase() === 'content-length');
+  if (!hasLength) headers['Content-Length'] = String(Buffer.byteLength(answer.body));
+  res.writeHead(answer.status, headers);
+  if (headOnly) res.end();
+  else res.end(answer.body);
+}
+
+const require = createRequire(import.meta.url);
+
+export function wsVersion(): string {
+  try {
+    return (require('ws/package.json') as { version?: string }).version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
