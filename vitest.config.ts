@@ -3,6 +3,7 @@ import { defineConfig } from 'vitest/config';
 // Tests of one module with no server in them: run once.
 const UNIT = [
   'test/auth.test.ts',
+  'test/batcher.unit.test.ts',
   'test/cli.test.ts',
   'test/config.test.ts',
   'test/relay.unit.test.ts',

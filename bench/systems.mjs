@@ -20,6 +20,8 @@ async function startPgws(dbUri, secret, transport) {
     PGWS_HOST: '127.0.0.1',
     PGWS_PORT: '0',
     PGWS_LOG_LEVEL: 'warn',
+    // The connections scenario holds ~19k sockets: above the 10000 default limit.
+    PGWS_MAX_CONNECTIONS: '0',
     ...(transport ? { PGWS_TRANSPORT: transport } : {}),
   };
   // An empty folder as cwd, so no stray .env is read.
