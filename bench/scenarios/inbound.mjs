@@ -11,8 +11,8 @@ import { now } from '../lib/wsclient.mjs';
 const WINDOW = 4000;
 // pgws closes a writer with 1013 once 256 of its frames wait for the database
 // (PGWS_MAX_QUEUED_MESSAGES), so relays get a window the writers can keep
-// without tripping that limit: 128 frames in flight per writer.
-const PER_WRITER_WINDOW = 128;
+// without tripping that limit: 64 frames in flight per writer.
+const PER_WRITER_WINDOW = 64;
 
 export const inbound = {
   id: 'inbound',
