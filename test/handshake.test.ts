@@ -9,6 +9,7 @@ import { createTestDatabase, type TestDatabase } from './harness/db.js';
 import { watchChannel } from './harness/db-watch.js';
 import { LISTEN_CHANNEL, startPgws, type LogLine, type TestServer } from './harness/pgws.js';
 import { token, unsignedToken } from './harness/tokens.js';
+import { within } from './harness/within.js';
 
 const META_CHANNEL = 'meta';
 const WRONG_SECRET = 'another-secret-that-is-long-enough-for-hs256';
@@ -42,22 +43,6 @@ beforeAll(async () => {
 
 const nowSeconds = (): number => Math.floor(Date.now() / 1000);
 
-/** Resolves with the promise's value, or rejects once `ms` pass without one. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error instanceof Error ? error : new Error(String(error)));
-      },
-    );
-  });
-}
 
 /** Routes a notification to `channel` the way database code does: through the listen channel. */
 async function notifyChannel(sql: TestDatabase['sql'], channel: string, payload: string): Promise<string> {

@@ -12,6 +12,7 @@ import { createTestDatabase, type TestDatabase } from './harness/db.js';
 import { LISTEN_CHANNEL, startPgws, TRANSPORT } from './harness/pgws.js';
 import { hasOpenssl, makeCertificate, type TestCertificate } from './harness/tls.js';
 import { token } from './harness/tokens.js';
+import { within } from './harness/within.js';
 
 let db: TestDatabase;
 
@@ -37,21 +38,6 @@ function events(ws: WebSocket, event: 'ping', count: number, ms: number): Promis
   });
 }
 
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error instanceof Error ? error : new Error(String(error)));
-      },
-    );
-  });
-}
 
 describe.runIf(hasOpenssl())('wss:// with a self-signed certificate', () => {
   // The Node-20 uWebSockets.js build on these machines has no TLS: there, uws must refuse.

@@ -3,6 +3,7 @@
 import type { HttpResponse, TemplatedApp, WebSocket, us_listen_socket } from 'uWebSockets.js';
 import { Close, type CloseCode } from '../types.js';
 import { limitCloseReason } from './close-reason.js';
+import { listenAddress } from './listen-address.js';
 import { loadUws, type LoadedUws } from './uws-loader.js';
 import type {
   HttpAnswer,
@@ -210,9 +211,7 @@ export function createUwsTransport<S>(
           listenSocket = socket;
           resolve(uws.us_socket_local_port(socket));
         };
-        const host = listenAddress(options.host);
-        if (host === undefined) app.listen(options.port, done);
-        else app.listen(host, options.port, done);
+        app.listen(listenAddress(options.host), options.port, done);
       });
     },
 
@@ -278,18 +277,6 @@ class UwsSocket<S> implements TransportSocket<S> {
   }
 }
 
-/** `*4` = all IPv4, `*6` / `*` = all IPv6 (and IPv4 where the OS maps it), else as given. */
-function listenAddress(host: string): string | undefined {
-  switch (host) {
-    case '*4':
-      return '0.0.0.0';
-    case '*6':
-    case '*':
-      return '::';
-    default:
-      return host;
-  }
-}
 
 /** A client may offer several subprotocols; echoing the whole list would fail the handshake. */
 function firstProtocol(header: string): string {

@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, WebSocket, type RawData } from 'ws';
 import { Close, type CloseCode } from '../types.js';
 import { limitCloseReason } from './close-reason.js';
+import { listenAddress } from './listen-address.js';
 import { startKeepalive, type KeptAlive } from './keepalive.js';
 import type {
   HttpAnswer,
@@ -336,18 +337,6 @@ function pathOf(req: IncomingMessage): string {
   return query === -1 ? url : url.slice(0, query);
 }
 
-/** `*4` = all IPv4, `*6` / `*` = all IPv6 (and IPv4, Node listens dual-stack), else as given. */
-function listenAddress(host: string): string {
-  switch (host) {
-    case '*4':
-      return '0.0.0.0';
-    case '*6':
-    case '*':
-      return '::';
-    default:
-      return host;
-  }
-}
 
 function toBuffer(data: RawData): Buffer {
   if (Buffer.isBuffer(data)) return data;
