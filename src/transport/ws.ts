@@ -27,6 +27,9 @@ const HARD_FRAME_CAP_BYTES = 1024 * 1024;
 /** How long shutdown waits for clients to answer the close frame before cutting them. */
 const SHUTDOWN_GRACE_MS = 1500;
 
+/** How long a socket over the backpressure limit has to drain below it before it counts as slow. */
+const BACKPRESSURE_GRACE_MS = 100;
+
 /** What a socket closed without a close frame reports (RFC 6455: 1006, never sent on the wire). */
 const CUT_CODE = 1006;
 
@@ -274,20 +277,33 @@ class WsSocket<S> implements TransportSocket<S>, KeptAlive {
 
   /**
    * A burst is corked until the tick ends, so right after a send bufferedAmount counts
-   * the whole burst, even for a reader that keeps up. As on uws, the verdict waits for
-   * the next turn of the event loop, after the burst went to the kernel.
+   * the whole burst, even for a reader that keeps up. The verdict therefore waits: the
+   * next turn of the event loop (after the burst went to the kernel), then, if still
+   * over, a short grace for the reader to take it. Only a socket over the limit at both
+   * checks is slow. Memory per socket stays bounded by the limit plus that grace's traffic.
    */
   private checkBackpressureSoon(): void {
     if (this.checkPending || this.overLimit) return;
     this.checkPending = true;
     setImmediate(() => {
-      this.checkPending = false;
-      const buffered = this.bufferedAmount();
-      if (buffered > this.hub.maxBackpressureBytes && !this.overLimit) {
-        this.overLimit = true;
-        this.hub.overBackpressure(this, buffered);
+      if (!this.stillOverLimit()) {
+        this.checkPending = false;
+        return;
       }
+      const confirm = setTimeout(() => {
+        this.checkPending = false;
+        const buffered = this.bufferedAmount();
+        if (this.stillOverLimit() && !this.overLimit) {
+          this.overLimit = true;
+          this.hub.overBackpressure(this, buffered);
+        }
+      }, BACKPRESSURE_GRACE_MS);
+      confirm.unref();
     });
+  }
+
+  private stillOverLimit(): boolean {
+    return this.bufferedAmount() > this.hub.maxBackpressureBytes;
   }
 
   /**
