@@ -4,6 +4,7 @@ import type { HttpResponse, TemplatedApp, WebSocket, us_listen_socket } from 'uW
 import { Close, type CloseCode } from '../types.js';
 import { limitCloseReason } from './close-reason.js';
 import { listenAddress } from './listen-address.js';
+import { createUpgradeGate } from './upgrade-gate.js';
 import { loadUws, type LoadedUws } from './uws-loader.js';
 import type {
   HttpAnswer,
@@ -51,9 +52,7 @@ export function createUwsTransport<S>(
   const sockets = new Set<UwsSocket<S>>();
   let listenSocket: us_listen_socket | undefined;
   let closing = false;
-  /** Upgrades accepted for auth but not yet answered: they count toward maxConnections. */
-  let upgrading = 0;
-  const maxConnections = options.maxConnections ?? 0;
+  const gate = createUpgradeGate(options.maxConnections, options.handshakeTimeoutMs);
 
   // Slow readers are found here and handed to overBackpressure, not left to
   // uWS: its closeOnBackpressureLimit cuts a socket without a close code, and
@@ -96,33 +95,22 @@ export function createUwsTransport<S>(
         writeAnswer(res, { status: 503, headers: {}, body: 'Server shutting down\n' });
         return;
       }
-      if (maxConnections > 0 && sockets.size + upgrading >= maxConnections) {
+      const settle = gate.admit(sockets.size, () => {
+        if (aborted) return;
+        handlers.refused?.('handshake-timeout');
+        res.cork(() => writeAnswer(res, { status: 503, headers: {}, body: 'Handshake timed out\n' }));
+      });
+      if (!settle) {
         handlers.refused?.('max-connections');
         writeAnswer(res, { status: 503, headers: {}, body: 'Too many connections\n' });
         return;
       }
-      upgrading += 1;
-      let answered = false;
-      const finish = (): boolean => {
-        if (answered) return false;
-        answered = true;
-        upgrading -= 1;
-        if (deadline) clearTimeout(deadline);
-        return !aborted;
-      };
-      // An upgrade whose decision never comes must not hold its slot (and socket) forever.
-      const deadline =
-        options.handshakeTimeoutMs === undefined
-          ? undefined
-          : setTimeout(() => {
-              if (!finish()) return;
-              handlers.refused?.('handshake-timeout');
-              res.cork(() => writeAnswer(res, { status: 503, headers: {}, body: 'Handshake timed out\n' }));
-            }, options.handshakeTimeoutMs);
+      /** Frees the slot; true when this is the answer to write (the first one, to a client still there). */
+      const finish = (): boolean => settle() && !aborted;
       // uWS keeps one abort handler per response: this one also frees the slot.
       res.onAborted(() => {
         aborted = true;
-        finish();
+        settle();
       });
       handlers.upgrade({ path, remoteAddress }).then(
         (decision) => {

@@ -11,6 +11,7 @@ import { WebSocketServer, WebSocket, type RawData } from 'ws';
 import { Close, type CloseCode } from '../types.js';
 import { limitCloseReason } from './close-reason.js';
 import { listenAddress } from './listen-address.js';
+import { createUpgradeGate } from './upgrade-gate.js';
 import { startKeepalive, type KeptAlive } from './keepalive.js';
 import type {
   HttpAnswer,
@@ -53,9 +54,7 @@ export function createWsTransport<S>(options: TransportOptions, handlers: Transp
   let closing = false;
   let onEmpty: (() => void) | undefined;
 
-  /** Upgrades accepted for auth but not yet answered: they count toward maxConnections. */
-  let upgrading = 0;
-  const maxConnections = options.maxConnections ?? 0;
+  const gate = createUpgradeGate(options.maxConnections, options.handshakeTimeoutMs);
 
   const hub: Hub<S> = {
     maxBackpressureBytes: options.maxBackpressureBytes,
@@ -92,31 +91,19 @@ export function createWsTransport<S>(options: TransportOptions, handlers: Transp
       rejectUpgrade(raw, 503, 'Server shutting down');
       return;
     }
-    if (maxConnections > 0 && sockets.size + upgrading >= maxConnections) {
+    const settleSlot = gate.admit(sockets.size, () => {
+      if (gone || raw.destroyed) return;
+      handlers.refused?.('handshake-timeout');
+      rejectUpgrade(raw, 503, 'Handshake timed out');
+    });
+    if (!settleSlot) {
       handlers.refused?.('max-connections');
       rejectUpgrade(raw, 503, 'Too many connections');
       return;
     }
-    upgrading += 1;
-    let answered = false;
-    /** Frees the upgrade's slot once; false when the answer must not be written any more. */
-    const settle = (): boolean => {
-      if (answered) return false;
-      answered = true;
-      upgrading -= 1;
-      if (deadline) clearTimeout(deadline);
-      return !gone && !raw.destroyed;
-    };
-    // An upgrade whose decision never comes must not hold its slot (and socket) forever.
-    const deadline =
-      options.handshakeTimeoutMs === undefined
-        ? undefined
-        : setTimeout(() => {
-            if (!settle()) return;
-            handlers.refused?.('handshake-timeout');
-            rejectUpgrade(raw, 503, 'Handshake timed out');
-          }, options.handshakeTimeoutMs);
-    raw.once('close', () => void settle());
+    /** Frees the slot; false when the answer must not be written (already answered, or the client left). */
+    const settle = (): boolean => settleSlot() && !gone && !raw.destroyed;
+    raw.once('close', () => void settleSlot());
     const remoteAddress = req.socket.remoteAddress ?? '';
     handlers.upgrade({ path: pathOf(req), remoteAddress }).then(
       (decision) => {
