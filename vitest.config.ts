@@ -4,6 +4,7 @@ import { defineConfig } from 'vitest/config';
 const UNIT = [
   'test/auth.test.ts',
   'test/batcher.unit.test.ts',
+  'test/hmac-fast-path.unit.test.ts',
   'test/cli.test.ts',
   'test/config.test.ts',
   'test/relay.unit.test.ts',

@@ -10,6 +10,8 @@
 
 import { createLocalJWKSet, importJWK } from 'jose';
 import type { CryptoKey, JWK, JWSHeaderParameters, JWTVerifyGetKey } from 'jose';
+import { createHmacFastPath } from './hmac-fast-path.js';
+import type { HmacFastPath } from './hmac-fast-path.js';
 
 export type KeyKind = 'hmac' | 'jwk' | 'jwks';
 
@@ -20,6 +22,8 @@ export interface KeySource {
   readonly algorithms: readonly string[];
   /** Resolves the verification key for a token whose `alg` is already known to be allowed. */
   readonly getKey: JWTVerifyGetKey;
+  /** For HMAC secrets: a synchronous check that may accept a token before jose is asked. */
+  readonly fastPath?: HmacFastPath;
 }
 
 const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const;
@@ -52,7 +56,7 @@ export async function loadVerificationKeys(secret: string, isBase64: boolean): P
 
 function hmacKeySource(keyBytes: Uint8Array): KeySource {
   if (keyBytes.length === 0) throw new Error('PGWS_JWT_SECRET is empty: an HMAC secret needs at least one byte');
-  return { kind: 'hmac', algorithms: HMAC_ALGORITHMS, getKey: () => keyBytes };
+  return { kind: 'hmac', algorithms: HMAC_ALGORITHMS, getKey: () => keyBytes, fastPath: createHmacFastPath(keyBytes, HMAC_ALGORITHMS) };
 }
 
 /**
@@ -127,7 +131,10 @@ async function singleJwkKeySource(jwk: JsonObject): Promise<KeySource> {
     if (key === undefined) throw new Error('Token algorithm not allowed');
     return key;
   };
-  return { kind: 'jwk', algorithms, getKey };
+  // jose imports an `oct` JWK as its raw bytes: the same HMAC fast path as a plain secret.
+  const [firstKey] = keysByAlgorithm.values();
+  const fastPath = firstKey instanceof Uint8Array ? createHmacFastPath(firstKey, algorithms) : undefined;
+  return { kind: 'jwk', algorithms, getKey, ...(fastPath ? { fastPath } : {}) };
 }
 
 async function jwkSetKeySource(jwks: JsonObject, members: readonly unknown[]): Promise<KeySource> {

@@ -1,0 +1,158 @@
+// The HMAC fast path (src/auth/hmac-fast-path.ts) may only ever accept what jose accepts,
+// with the same claims. jose is the oracle here: generated tokens, good and bad, go to
+// both, and every acceptance by the fast path must be an acceptance by jose.
+
+import { createHmac } from 'node:crypto';
+import fc from 'fast-check';
+import { jwtVerify } from 'jose';
+import { describe, expect, it } from 'vitest';
+import { loadVerificationKeys } from '../src/auth/keys.js';
+import type { KeySource } from '../src/auth/keys.js';
+
+const SECRET = 'reallyreallyreallyreallyverysafe';
+const NOW = 1_700_000_000;
+const HASH: Record<string, string> = { HS256: 'sha256', HS384: 'sha384', HS512: 'sha512' };
+
+const b64 = (bytes: Uint8Array | string): string => Buffer.from(bytes).toString('base64url');
+
+/** header.payload.signature with an HMAC over whatever header bytes were given. */
+function hmacToken(headerJson: string, payload: Uint8Array | string, alg = 'HS256', secret = SECRET): string {
+  const input = `${b64(headerJson)}.${b64(payload)}`;
+  const sig = createHmac(HASH[alg] ?? 'sha256', secret).update(input).digest();
+  return `${input}.${b64(sig)}`;
+}
+
+type JoseVerdict = { ok: true; payload: unknown } | { ok: false; error: string };
+
+async function joseVerdict(keys: KeySource, token: string): Promise<JoseVerdict> {
+  try {
+    const { payload } = await jwtVerify(token, keys.getKey, {
+      algorithms: [...keys.algorithms],
+      clockTolerance: 0,
+      currentDate: new Date(NOW * 1000),
+    });
+    return { ok: true, payload };
+  } catch (error) {
+    return { ok: false, error: String(error) };
+  }
+}
+
+async function fastPathOf(secret: string): Promise<{ keys: KeySource; fast: NonNullable<KeySource['fastPath']> }> {
+  const keys = await loadVerificationKeys(secret, false);
+  if (!keys.fastPath) throw new Error('an HMAC secret should get the fast path');
+  return { keys, fast: keys.fastPath };
+}
+
+/** `arb`'s value one time in five, else undefined. */
+const rarely = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<T | undefined> =>
+  fc.oneof({ weight: 4, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: arb });
+
+// Claims around the edges jose checks: times either side of NOW, wrong types, odd values.
+const timeArb = fc.oneof(
+  fc.integer({ min: NOW - 3, max: NOW + 3 }),
+  fc.constantFrom(NOW + 0.5, NOW - 0.5, 0, -1, 1e300),
+  fc.constantFrom('soon', null, true, [NOW], { t: NOW }),
+);
+const claimsArb = fc.record(
+  {
+    mode: fc.constantFrom('r', 'w', 'rw', 'x', 1),
+    channel: fc.string({ maxLength: 6 }),
+    exp: fc.oneof({ weight: 3, arbitrary: fc.integer({ min: NOW + 1, max: NOW + 9999 }) }, { weight: 2, arbitrary: timeArb }),
+    nbf: fc.oneof({ weight: 3, arbitrary: fc.integer({ min: NOW - 9999, max: NOW }) }, { weight: 2, arbitrary: timeArb }),
+    iat: fc.oneof({ weight: 3, arbitrary: fc.integer({ min: NOW - 9999, max: NOW + 9999 }) }, { weight: 2, arbitrary: timeArb }),
+    extra: fc.jsonValue({ maxDepth: 2 }),
+  },
+  { requiredKeys: [] },
+);
+const headerArb = fc
+  .tuple(
+    fc.oneof(
+      { weight: 6, arbitrary: fc.constantFrom('HS256', 'HS384', 'HS512') },
+      { weight: 1, arbitrary: fc.constantFrom('RS256', 'none', 'hs256', '', 7, null) },
+    ),
+    fc.record({ typ: fc.constantFrom('JWT', 'jwt', 'at+jwt'), kid: fc.string({ maxLength: 4 }) }, { requiredKeys: [] }),
+    // Rarely: the RFC 7797 members the fast path leaves to jose.
+    rarely(fc.record({ crit: fc.constantFrom(['b64'], [], ['exp'], 'b64'), b64: fc.boolean() }, { requiredKeys: [] })),
+  )
+  .map(([alg, common, rare]) => ({ alg, ...common, ...(rare ?? {}) }));
+// The payload: usually the claims object, sometimes something that is not an object or not UTF-8.
+const payloadArb = fc.oneof(
+  { weight: 6, arbitrary: claimsArb.map((c) => JSON.stringify(c)) },
+  { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 1 }).map((v) => JSON.stringify(v)) },
+  { weight: 1, arbitrary: fc.constantFrom('', 'nope', '{"mode":"r"', '\uFEFF{"mode":"r"}') },
+  { weight: 1, arbitrary: fc.uint8Array({ maxLength: 12 }).map((bytes) => Uint8Array.from([0x7b, ...bytes, 0x7d])) },
+);
+// What can happen to a token on its way: nothing, or damage of the kinds jose and Node decode differently.
+const damageArb = fc.oneof(
+  { weight: 10, arbitrary: fc.constant((t: string) => t) },
+  {
+    weight: 4,
+    arbitrary: fc.tuple(fc.nat(), fc.constantFrom('=', ' ', '+', '/', '.', 'A', '_', '%', '\n', '')).map(
+      ([at, ch]) =>
+        (t: string) => {
+          const i = at % (t.length + 1);
+          return t.slice(0, i) + ch + t.slice(i + 1);
+        },
+    ),
+  },
+  { weight: 1, arbitrary: fc.constantFrom((t: string) => `${t}=`, (t: string) => `${t}.`, (t: string) => t.slice(0, -1), (t: string) => `${t}A`) },
+);
+
+describe('HMAC fast path against jose', () => {
+  it('never accepts a token jose refuses, and accepts with jose\'s claims', async () => {
+    const { keys, fast } = await fastPathOf(SECRET);
+    let accepted = 0;
+    await fc.assert(
+      fc.asyncProperty(headerArb, payloadArb, rarely(fc.constantFrom('HS256', 'HS384', 'HS512')), fc.nat(4), damageArb, async (header, payload, otherAlg, keyPick, damage) => {
+        // Mostly signed as the header says with the right key; sometimes not.
+        const signAlg = otherAlg ?? (typeof header.alg === 'string' ? header.alg : 'HS256');
+        const token = damage(hmacToken(JSON.stringify(header), payload, signAlg, keyPick === 0 ? 'not-the-secret' : SECRET));
+        const claims = fast(token, NOW);
+        if (claims === undefined) return;
+        accepted++;
+        const verdict = await joseVerdict(keys, token);
+        expect(verdict).toEqual({ ok: true, payload: claims });
+      }),
+      { numRuns: 3000, seed: 20261123 },
+    );
+    // The property above would pass vacuously if the fast path never accepted anything.
+    expect(accepted).toBeGreaterThan(100);
+  });
+
+  it('accepts the usual tokens of every HS algorithm, so handshakes take the fast path', async () => {
+    const { keys, fast } = await fastPathOf(SECRET);
+    for (const alg of ['HS256', 'HS384', 'HS512']) {
+      const token = hmacToken(JSON.stringify({ alg, typ: 'JWT' }), JSON.stringify({ mode: 'rw', channels: ['a'], exp: NOW + 60, nbf: NOW, iat: NOW }), alg);
+      expect(fast(token, NOW)).toEqual({ mode: 'rw', channels: ['a'], exp: NOW + 60, nbf: NOW, iat: NOW });
+      expect(await joseVerdict(keys, token)).toMatchObject({ ok: true });
+    }
+  });
+
+  it.each<[string, string]>([
+    ['a wrong signature', hmacToken('{"alg":"HS256"}', '{"mode":"r"}', 'HS256', 'other')],
+    ['exp equal to now', hmacToken('{"alg":"HS256"}', `{"mode":"r","exp":${NOW}}`)],
+    ['nbf after now', hmacToken('{"alg":"HS256"}', `{"mode":"r","nbf":${NOW + 1}}`)],
+    ['iat that is not a number', hmacToken('{"alg":"HS256"}', '{"mode":"r","iat":"now"}')],
+    ['alg none', `${b64('{"alg":"none"}')}.${b64('{"mode":"rw"}')}.`],
+    ['a crit header (left to jose)', hmacToken('{"alg":"HS256","crit":["b64"],"b64":true}', '{"mode":"r"}')],
+    ['a padded signature (left to jose)', `${hmacToken('{"alg":"HS256"}', '{"mode":"r"}')}=`],
+    ['a payload that is an array', hmacToken('{"alg":"HS256"}', '[{"mode":"r"}]')],
+    ['a payload that is not UTF-8', hmacToken('{"alg":"HS256"}', Uint8Array.from([0x7b, 0xff, 0x7d]))],
+  ])('leaves %s to jose', async (_name, token) => {
+    const { fast } = await fastPathOf(SECRET);
+    expect(fast(token, NOW)).toBeUndefined();
+  });
+
+  it('is there for an oct JWK and absent for asymmetric keys', async () => {
+    const oct = await loadVerificationKeys(JSON.stringify({ kty: 'oct', k: b64(SECRET), alg: 'HS384' }), false);
+    const token384 = hmacToken('{"alg":"HS384"}', '{"mode":"r"}', 'HS384');
+    expect(oct.fastPath?.(token384, NOW)).toEqual({ mode: 'r' });
+    // The JWK names HS384 only: an HS256 token is jose's to refuse.
+    expect(oct.fastPath?.(hmacToken('{"alg":"HS256"}', '{"mode":"r"}'), NOW)).toBeUndefined();
+    const ec = await loadVerificationKeys(
+      JSON.stringify({ kty: 'EC', crv: 'P-256', x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU', y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0' }),
+      false,
+    );
+    expect(ec.fastPath).toBeUndefined();
+  });
+});
