@@ -28,6 +28,7 @@ const LABELS = {
   p999: 'p99.9 ms',
   serverCpu: 'server CPU %',
   loadgenCpu: 'generator CPU %',
+  dbCpu: 'PostgreSQL CPU %',
   closed: 'sockets closed',
   handshakesPerSec: 'handshakes/s',
   rssPerSocketKiB: 'RSS/socket KiB',
@@ -88,6 +89,7 @@ if (profileDir) mkdirSync(profileDir, { recursive: true });
 
 const ctx = {
   dbUri: db.uri,
+  dbPid: db.serverPid(),
   secret,
   tokens,
   quick,

@@ -53,13 +53,6 @@ async function handle(msg) {
       process.send({ type: 'stopped' });
       break;
     }
-    case 'close': {
-      clearInterval(reporter);
-      for (const s of sockets) s.destroy();
-      process.send({ type: 'closed' });
-      setTimeout(() => process.exit(0), 50);
-      break;
-    }
   }
 }
 

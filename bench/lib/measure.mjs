@@ -1,19 +1,30 @@
 // Shared pieces of the scenarios: a bounded sleep, a CPU meter over the server
 // and generator processes, and the saturated / rate-driven notification drivers.
-import { cpuSeconds } from './procs.mjs';
+import { cpuSeconds, treeCpuSeconds } from './procs.mjs';
 import { Histogram, now } from './wsclient.mjs';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** CPU use of the server process and of the generator (its processes + this one), as % of one core. */
-export function cpuMeter(serverPid, loadgenPids) {
+/**
+ * CPU use of the server process, of the generator (its processes + this one) and of
+ * PostgreSQL (postmaster and backends, when dbPid is known), as % of one core. The
+ * three share two cores, so where their sum nears 200% the machine, not one of them,
+ * set the figure.
+ */
+export function cpuMeter(serverPid, loadgenPids, dbPid) {
   const gen = () => [process.pid, ...loadgenPids].reduce((a, pid) => a + cpuSeconds(pid), 0);
+  const db = () => (dbPid ? treeCpuSeconds(dbPid) : NaN);
   const s0 = cpuSeconds(serverPid);
   const g0 = gen();
+  const d0 = db();
   const t0 = now();
   return () => {
     const secs = (now() - t0) / 1000;
-    return { serverCpu: ((cpuSeconds(serverPid) - s0) / secs) * 100, loadgenCpu: ((gen() - g0) / secs) * 100 };
+    return {
+      serverCpu: ((cpuSeconds(serverPid) - s0) / secs) * 100,
+      loadgenCpu: ((gen() - g0) / secs) * 100,
+      dbCpu: ((db() - d0) / secs) * 100,
+    };
   };
 }
 
@@ -28,7 +39,7 @@ export function latencyOf(hists) {
  * reader they target, sending `batch` per statement. Measures delivered
  * frames/s and latency over `durationMs` after `warmupMs`.
  */
-export async function driveSaturated({ producer, loadgen, readers, perNotification, window, batch, channelOf, warmupMs, durationMs, serverPid }) {
+export async function driveSaturated({ producer, loadgen, readers, perNotification, window, batch, channelOf, warmupMs, durationMs, serverPid, dbPid }) {
   let sent = 0;
   let inflight = 0;
   let stopped = false;
@@ -62,7 +73,7 @@ export async function driveSaturated({ producer, loadgen, readers, perNotificati
     await sleep(warmupMs);
     const m0 = await loadgen.mark();
     const t0 = now();
-    const cpu = cpuMeter(serverPid, loadgen.pids);
+    const cpu = cpuMeter(serverPid, loadgen.pids, dbPid);
     await sleep(durationMs);
     const m1 = await loadgen.mark();
     const t1 = now();
@@ -78,7 +89,7 @@ export async function driveSaturated({ producer, loadgen, readers, perNotificati
 }
 
 /** Open loop: `rate` notifications/s, one per statement, for `durationMs` after `warmupMs`. */
-export async function driveRate({ producer, loadgen, rate, channelOf, warmupMs, durationMs, serverPid }) {
+export async function driveRate({ producer, loadgen, rate, channelOf, warmupMs, durationMs, serverPid, dbPid }) {
   const start = now();
   let sent = 0;
   let failure;
@@ -92,7 +103,7 @@ export async function driveRate({ producer, loadgen, rate, channelOf, warmupMs, 
     const m0 = await loadgen.mark();
     const t0 = now();
     const sent0 = sent;
-    const cpu = cpuMeter(serverPid, loadgen.pids);
+    const cpu = cpuMeter(serverPid, loadgen.pids, dbPid);
     await sleep(durationMs);
     const m1 = await loadgen.mark();
     const t1 = now();

@@ -2,7 +2,7 @@
 // load-generator processes (forked, so they inherit the generator core), and
 // CPU / RSS read from /proc so every system is measured the same way.
 import { execFileSync, fork, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { once } from 'node:events';
 
 const HERE = new URL('../', import.meta.url);
@@ -31,6 +31,30 @@ export function cpuSeconds(pid) {
   } catch {
     return 0;
   }
+}
+
+/**
+ * CPU seconds of a process and every descendant alive now: PostgreSQL's postmaster
+ * and its backends (the producer's, the relay's LISTEN and NOTIFY connections).
+ */
+export function treeCpuSeconds(rootPid) {
+  const parentOf = new Map();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      parentOf.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // exited while we looked
+    }
+  }
+  const inTree = (pid) => {
+    for (let p = pid, hops = 0; p > 1 && hops < 64; p = parentOf.get(p) ?? 0, hops++) if (p === rootPid) return true;
+    return false;
+  };
+  let total = 0;
+  for (const pid of parentOf.keys()) if (inTree(pid)) total += cpuSeconds(pid);
+  return total;
 }
 
 /** Resident set size in bytes. */
@@ -97,7 +121,10 @@ export async function startServer(system, { dbUri, secret, cpus, profileDir }) {
       if (child.exitCode !== null) return;
       const exited = once(child, 'exit');
       child.send({ cmd: 'stop' });
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      // A relay far behind its backlog (the baseline under the latency load) reads
+      // no IPC for many seconds; it is killed. A relay that keeps up exits cleanly,
+      // which --profile needs (V8 writes the profile on exit).
+      const timer = setTimeout(() => child.kill('SIGKILL'), 1500);
       await exited;
       clearTimeout(timer);
     },
@@ -161,15 +188,16 @@ export class LoadGen {
   send(msg) {
     for (const child of this.children) if (child.connected) child.send(msg);
   }
+  // Killed outright: a generator that is behind would first read its whole backlog
+  // before it saw a polite "close" on IPC, and the system under test would then spend
+  // seconds flushing into sockets nobody reads. Nothing in it needs a clean exit.
   async close() {
     await Promise.all(
       this.children.map(async (child) => {
-        if (child.exitCode !== null) return;
+        if (child.exitCode !== null || child.signalCode !== null) return;
         const exited = once(child, 'exit');
-        if (child.connected) child.send({ cmd: 'close' });
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+        child.kill('SIGKILL');
         await exited;
-        clearTimeout(timer);
       }),
     );
   }

@@ -7,7 +7,7 @@ export const channels = {
   title: 'many channels: N readers, each on its own channel, uniform notifications',
   roles: ['relay', 'fanout-ceiling'],
   primary: { key: 'framesPerSec', label: 'frames/s', better: 'higher' },
-  columns: ['framesPerSec', 'p50', 'p99', 'p999', 'serverCpu', 'loadgenCpu', 'closed'],
+  columns: ['framesPerSec', 'p50', 'p99', 'p999', 'serverCpu', 'loadgenCpu', 'dbCpu', 'closed'],
   variants: (quick) => [quick ? { label: '2k readers', readers: 2000 } : { label: '10k readers', readers: 10_000 }],
   run: (system, v, ctx) =>
     runFanout(system, ctx, {

@@ -26,7 +26,8 @@ export const connections = {
       const secs = (now() - t0) / 1000;
       const serverCpu = ((cpuSeconds(server.pid) - s0) / secs) * 100;
       const loadgenCpu = ((loadgen.pids.reduce((a, p) => a + cpuSeconds(p), cpuSeconds(process.pid)) - g0) / secs) * 100;
-      await sleep(1000);
+      // Let the allocator settle before RSS is read (shorter in --quick).
+      await sleep(ctx.quick ? 300 : 1000);
       const rss1 = rssBytes(server.pid);
       return {
         handshakesPerSec: opened.ok / secs,

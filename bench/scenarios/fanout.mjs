@@ -10,7 +10,7 @@ export const fanout = {
   title: 'fan-out: 1 channel, N readers, producer as fast as delivered',
   roles: ['relay', 'fanout-ceiling'],
   primary: { key: 'framesPerSec', label: 'frames/s', better: 'higher' },
-  columns: ['framesPerSec', 'p50', 'p99', 'p999', 'serverCpu', 'loadgenCpu', 'closed'],
+  columns: ['framesPerSec', 'p50', 'p99', 'p999', 'serverCpu', 'loadgenCpu', 'dbCpu', 'closed'],
   variants: (quick) => (quick ? [{ label: '1k readers', readers: 1000 }] : [1000, 10000].map((n) => ({ label: `${n / 1000}k readers`, readers: n }))),
   run: (system, v, ctx) =>
     runFanout(system, ctx, {
@@ -44,6 +44,7 @@ export async function runFanout(system, ctx, o) {
       warmupMs: ctx.warmupMs,
       durationMs: ctx.durationMs,
       serverPid: server.pid,
+      dbPid: ctx.dbPid,
     });
   } finally {
     await producer?.close().catch(() => undefined);

@@ -19,7 +19,7 @@ export const inbound = {
   title: 'inbound: W writers as fast as accepted, NOTIFYs/s seen by a raw LISTEN client',
   roles: ['relay', 'listen-ceiling'],
   primary: { key: 'notifyPerSec', label: 'NOTIFY/s', better: 'higher' },
-  columns: ['notifyPerSec', 'serverCpu', 'loadgenCpu', 'closed'],
+  columns: ['notifyPerSec', 'serverCpu', 'loadgenCpu', 'dbCpu', 'closed'],
   variants: (quick) => (quick ? [10] : [10, 200]).map((w) => ({ label: `${w} writers`, writers: w })),
   async run(system, v, ctx) {
     const listen = postgres(ctx.dbUri, { max: 1, fetch_types: false, onnotice: () => undefined });
@@ -44,7 +44,7 @@ export const inbound = {
       await sleep(ctx.warmupMs);
       const s0 = seen;
       const t0 = now();
-      const cpu = cpuMeter(server.pid, loadgen?.pids ?? []);
+      const cpu = cpuMeter(server.pid, loadgen?.pids ?? [], ctx.dbPid);
       await sleep(ctx.durationMs);
       const s1 = seen;
       const t1 = now();
