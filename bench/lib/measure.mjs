@@ -70,17 +70,8 @@ export async function driveSaturated({ producer, loadgen, readers, perNotificati
   const safety = setInterval(pump, 5);
   pump();
   try {
-    await sleep(warmupMs);
-    const m0 = await loadgen.mark();
-    const t0 = now();
-    const cpu = cpuMeter(serverPid, loadgen.pids, dbPid);
-    await sleep(durationMs);
-    const m1 = await loadgen.mark();
-    const t1 = now();
-    const usage = cpu();
-    if (failure) throw failure;
-    const secs = (t1 - t0) / 1000;
-    return { framesPerSec: (m1.frames - m0.frames) / secs, ...latencyOf(m1.hists), ...usage, closed: loadgen.totalClosed() };
+    const window = await measureWindow({ loadgen, warmupMs, durationMs, serverPid, dbPid, failed: () => failure });
+    return { framesPerSec: window.frames / window.secs, ...window.figures };
   } finally {
     stopped = true;
     clearInterval(safety);
@@ -99,25 +90,34 @@ export async function driveRate({ producer, loadgen, rate, channelOf, warmupMs, 
   };
   const timer = setInterval(tick, 1);
   try {
-    await sleep(warmupMs);
-    const m0 = await loadgen.mark();
-    const t0 = now();
-    const sent0 = sent;
-    const cpu = cpuMeter(serverPid, loadgen.pids, dbPid);
-    await sleep(durationMs);
-    const m1 = await loadgen.mark();
-    const t1 = now();
-    const usage = cpu();
-    if (failure) throw failure;
-    const secs = (t1 - t0) / 1000;
-    return {
-      notifPerSec: (sent - sent0) / secs,
-      framesPerSec: (m1.frames - m0.frames) / secs,
-      ...latencyOf(m1.hists),
-      ...usage,
-      closed: loadgen.totalClosed(),
-    };
+    let sent0 = 0;
+    const window = await measureWindow({ loadgen, warmupMs, durationMs, serverPid, dbPid, failed: () => failure, onStart: () => (sent0 = sent) });
+    return { notifPerSec: (sent - sent0) / window.secs, framesPerSec: window.frames / window.secs, ...window.figures };
   } finally {
     clearInterval(timer);
   }
+}
+
+/**
+ * The measured part of a run, while a driver keeps the load on: waits out the warm-up,
+ * then counts frames, latency and CPU over `durationMs`. Throws what the driver failed with.
+ * Returns { secs, frames, figures: { p50, p99, p999, samples, serverCpu, loadgenCpu, dbCpu, closed } }.
+ */
+async function measureWindow({ loadgen, warmupMs, durationMs, serverPid, dbPid, failed, onStart = () => undefined }) {
+  await sleep(warmupMs);
+  const m0 = await loadgen.mark();
+  const t0 = now();
+  onStart();
+  const cpu = cpuMeter(serverPid, loadgen.pids, dbPid);
+  await sleep(durationMs);
+  const m1 = await loadgen.mark();
+  const t1 = now();
+  const usage = cpu();
+  const failure = failed();
+  if (failure) throw failure;
+  return {
+    secs: (t1 - t0) / 1000,
+    frames: m1.frames - m0.frames,
+    figures: { ...latencyOf(m1.hists), ...usage, closed: loadgen.totalClosed() },
+  };
 }

@@ -2,8 +2,7 @@
 // system keeps up (a closed loop bounded by a window of undelivered
 // notifications). Delivered frames/s and reader-side latency.
 import { driveSaturated } from '../lib/measure.mjs';
-import { LoadGen } from '../lib/procs.mjs';
-import { createProducer } from '../lib/producer.mjs';
+import { withReaders } from '../lib/readers.mjs';
 
 export const fanout = {
   id: 'fanout',
@@ -25,17 +24,10 @@ export const fanout = {
     }),
 };
 
-export async function runFanout(system, ctx, o) {
-  const server = await ctx.startServer(system);
-  const loadgen = new LoadGen(Math.ceil(o.readers / 5000));
-  let producer;
-  try {
-    const opened = await loadgen.open({ port: server.port, count: o.readers, path: o.path(o.token), sampleEvery: o.sampleEvery ?? 10 });
-    if (opened.failed) throw new Error(`${opened.failed} of ${o.readers} readers failed to open: ${opened.firstError}`);
-    producer = await createProducer(system, { dbUri: ctx.dbUri, feedPort: server.feedPort });
-    return await driveSaturated({
-      producer,
-      loadgen,
+export function runFanout(system, ctx, o) {
+  return withReaders(system, ctx, { readers: o.readers, path: o.path(o.token), sampleEvery: o.sampleEvery }, (running) =>
+    driveSaturated({
+      ...running,
       readers: o.readers,
       perNotification: o.perNotification,
       window: o.window,
@@ -43,12 +35,6 @@ export async function runFanout(system, ctx, o) {
       channelOf: o.channelOf,
       warmupMs: ctx.warmupMs,
       durationMs: ctx.durationMs,
-      serverPid: server.pid,
-      dbPid: ctx.dbPid,
-    });
-  } finally {
-    await producer?.close().catch(() => undefined);
-    await loadgen.close();
-    await server.stop();
-  }
+    }),
+  );
 }

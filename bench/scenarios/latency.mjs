@@ -1,8 +1,7 @@
 // Scenario 5, latency under steady load: N readers on one channel, a fixed
 // rate of notifications (one per statement), reader-side p50/p99/p99.9.
 import { driveRate } from '../lib/measure.mjs';
-import { LoadGen } from '../lib/procs.mjs';
-import { createProducer } from '../lib/producer.mjs';
+import { withReaders } from '../lib/readers.mjs';
 
 export const latency = {
   id: 'latency',
@@ -23,28 +22,14 @@ export const latency = {
       rate,
       durationMs: quick ? 2000 : 10_000,
     })),
-  async run(system, v, ctx) {
-    const server = await ctx.startServer(system);
-    const loadgen = new LoadGen(1);
-    let producer;
-    try {
-      const opened = await loadgen.open({ port: server.port, count: v.readers, path: `/bench/${ctx.tokens.reader}`, sampleEvery: 10 });
-      if (opened.failed) throw new Error(`${opened.failed} readers failed to open: ${opened.firstError}`);
-      producer = await createProducer(system, { dbUri: ctx.dbUri, feedPort: server.feedPort });
-      return await driveRate({
-        producer,
-        loadgen,
+  run: (system, v, ctx) =>
+    withReaders(system, ctx, { readers: v.readers, path: `/bench/${ctx.tokens.reader}` }, (running) =>
+      driveRate({
+        ...running,
         rate: v.rate,
         channelOf: () => 'bench',
         warmupMs: ctx.quick ? 300 : 1000,
         durationMs: v.durationMs,
-        serverPid: server.pid,
-        dbPid: ctx.dbPid,
-      });
-    } finally {
-      await producer?.close().catch(() => undefined);
-      await loadgen.close();
-      await server.stop();
-    }
-  },
+      }),
+    ),
 };
