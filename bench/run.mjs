@@ -31,6 +31,7 @@ const LABELS = {
   dbCpu: 'PostgreSQL CPU %',
   closed: 'sockets closed',
   handshakesPerSec: 'handshakes/s',
+  handshakesPerCpuSec: 'handshakes per server CPU-s',
   rssPerSocketKiB: 'RSS/socket KiB',
   serverRssMiB: 'server RSS MiB',
   failed: 'failed',
