@@ -2,7 +2,7 @@
 // HTTP and transport together. start(config) returns a running server with an
 // ordered, idempotent stop(), so tests can run many servers in one process.
 import { EventEmitter } from 'node:events';
-import { createAuthenticator, channelFromPath } from './auth/index.js';
+import { createAuthenticator, channelFromPath, type AuthResult } from './auth/index.js';
 import { createListener } from './db/listener.js';
 import { createNotifier } from './db/notifier.js';
 import { bannerAnswer } from './http/banner.js';
@@ -12,7 +12,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { createRelay, type Session } from './relay.js';
 import { delay } from './timer.js';
 import { createTransport, planTransport, TransportUnavailableError } from './transport/select.js';
-import type { HttpAnswer, HttpRequest, TransportHandlers } from './transport/types.js';
+import type { HttpAnswer, HttpRequest, TransportHandlers, UpgradeDecision } from './transport/types.js';
 import { Close, type Config } from './types.js';
 
 /** How long stop() lets frames already accepted reach the database before ending its connections. */
@@ -88,15 +88,19 @@ export async function start(config: Config, options: StartOptions = {}): Promise
 
   let stopping = false;
   const handlers: TransportHandlers<Session> = {
-    async upgrade(req) {
+    upgrade(req) {
       if (stopping) return { accept: false, status: 503, reason: 'Server shutting down' };
-      const result = await authenticator.authorize(req.path);
-      if (!result.ok) {
-        // The path holds the token: only its channel part is logged.
-        log.warn({ status: result.status, reason: result.reason, remote: req.remoteAddress, channel: channelFromPath(req.path) }, 'handshake rejected');
-        return { accept: false, status: result.status, reason: result.reason };
-      }
-      return { accept: true, session: relay.newSession(result.grant) };
+      const decide = (result: AuthResult): UpgradeDecision<Session> => {
+        if (!result.ok) {
+          // The path holds the token: only its channel part is logged.
+          log.warn({ status: result.status, reason: result.reason, remote: req.remoteAddress, channel: channelFromPath(req.path) }, 'handshake rejected');
+          return { accept: false, status: result.status, reason: result.reason };
+        }
+        return { accept: true, session: relay.newSession(result.grant) };
+      };
+      // Most tokens are decided at once (the HMAC fast path); only jose's verdicts wait.
+      const result = authenticator.authorize(req.path);
+      return result instanceof Promise ? result.then(decide) : decide(result);
     },
     open(socket) {
       log.debug({ channels: socket.session.grant.channels, mode: socket.session.grant.mode, remote: socket.remoteAddress }, 'socket open');

@@ -6,6 +6,7 @@ import { createHmac } from 'node:crypto';
 import fc from 'fast-check';
 import { jwtVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
+import { createAuthenticator } from '../src/auth/index.js';
 import { loadVerificationKeys } from '../src/auth/keys.js';
 import type { KeySource } from '../src/auth/keys.js';
 
@@ -154,5 +155,18 @@ describe('HMAC fast path against jose', () => {
       false,
     );
     expect(ec.fastPath).toBeUndefined();
+  });
+
+  it('lets authorize answer fast-path tokens without a Promise, so uWS upgrades within its callback', async () => {
+    const auth = await createAuthenticator({ jwtSecret: SECRET, jwtSecretIsBase64: false });
+    const good = hmacToken('{"alg":"HS256","typ":"JWT"}', `{"mode":"r","exp":${NOW + 60}}`);
+    const known = auth.authorize(`/chat/${good}`, NOW);
+    expect(known).not.toBeInstanceOf(Promise);
+    expect(known).toMatchObject({ ok: true, grant: { channels: ['chat'], mode: 'r' } });
+    // A malformed path is decided at once too; a bad signature waits for jose's verdict.
+    expect(auth.authorize('/a/b/c', NOW)).toMatchObject({ ok: false, status: 400 });
+    const forged = auth.authorize(`/chat/${hmacToken('{"alg":"HS256"}', '{"mode":"rw"}', 'HS256', 'other')}`, NOW);
+    expect(forged).toBeInstanceOf(Promise);
+    expect(await forged).toEqual({ ok: false, status: 401, reason: 'Invalid token signature' });
   });
 });

@@ -15,8 +15,13 @@ export type AuthResult = { ok: true; grant: Grant } | { ok: false; status: 400 |
 export interface Authenticator {
   /** What PGWS_JWT_SECRET turned out to be (HMAC secret, JWK or JWK Set); safe to log. */
   readonly keyKind: KeyKind;
-  /** Checks a raw request path. Never throws. `nowSeconds` overrides the clock (tests). */
-  authorize(rawPath: string, nowSeconds?: number): Promise<AuthResult>;
+  /**
+   * Checks a raw request path. Never throws or rejects. `nowSeconds` overrides the clock (tests).
+   * A verdict known without I/O (a bad path, an HMAC token on the fast path) comes back as
+   * a plain value, so the transport can answer within the upgrade callback; one that needs
+   * jose comes back as a Promise.
+   */
+  authorize(rawPath: string, nowSeconds?: number): AuthResult | Promise<AuthResult>;
 }
 
 export interface AuthenticatorOptions {
@@ -39,17 +44,24 @@ export async function createAuthenticator(opts: AuthenticatorOptions): Promise<A
   };
 }
 
-async function authorize(keys: KeySource, rawPath: string, nowSeconds?: number): Promise<AuthResult> {
+function authorize(keys: KeySource, rawPath: string, nowSeconds?: number): AuthResult | Promise<AuthResult> {
   const path = parseSocketPath(rawPath);
   if (!path.ok) return reject(400, path.reason);
+  const { channel, token } = path;
 
-  const payload = await verifyToken(keys, path.token, nowSeconds);
+  const known = verifyTokenAtOnce(keys, token, nowSeconds);
+  if (known !== undefined) return grantFor(channel, known);
+  return verifyTokenWithJose(keys, token, nowSeconds).then((payload) => grantFor(channel, payload));
+}
+
+/** The claims checks and the channel table, once the token's verdict is in. */
+function grantFor(requestedChannel: string | undefined, payload: Verified<JsonObject>): AuthResult {
   if (!payload.ok) return payload;
 
   const claims = checkClaims(payload.value);
   if (!claims.ok) return claims;
 
-  const channels = grantedChannels(path.channel, allowedChannels(claims.value));
+  const channels = grantedChannels(requestedChannel, allowedChannels(claims.value));
   if (channels.length === 0) return reject(403, 'No allowed channels');
 
   const exp = claims.value.exp;
@@ -60,16 +72,22 @@ async function authorize(keys: KeySource, rawPath: string, nowSeconds?: number):
 // Token
 
 /**
- * Verifies signature, algorithm, exp and nbf. An empty token has no claims at all.
- * HMAC tokens in the usual shape are accepted by the synchronous fast path; anything it
- * does not accept (including every bad token) is decided by jose, with jose's verdict.
+ * The verdicts that need no I/O: an empty token has no claims at all, and HMAC tokens in
+ * the usual shape are accepted by the synchronous fast path. Undefined: ask jose.
  */
-async function verifyToken(keys: KeySource, token: string, nowSeconds?: number): Promise<Verified<JsonObject>> {
+function verifyTokenAtOnce(keys: KeySource, token: string, nowSeconds?: number): Verified<JsonObject> | undefined {
   // postgres-websockets verifies an empty token to an empty claim set, which then
   // lacks `mode`; jose would call it malformed, so it never gets there.
   if (token === '') return { ok: true, value: {} };
   const accepted = keys.fastPath?.(token, nowSeconds ?? Math.floor(Date.now() / 1000));
-  if (accepted !== undefined) return { ok: true, value: accepted };
+  return accepted === undefined ? undefined : { ok: true, value: accepted };
+}
+
+/**
+ * Verifies signature, algorithm, exp and nbf with jose: every token the fast path did not
+ * accept, including every bad one, so refusals always carry jose's verdict.
+ */
+async function verifyTokenWithJose(keys: KeySource, token: string, nowSeconds?: number): Promise<Verified<JsonObject>> {
   const options: JWTVerifyOptions = {
     algorithms: [...keys.algorithms],
     clockTolerance: 0,

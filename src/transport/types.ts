@@ -41,8 +41,12 @@ export interface TransportSocket<S> {
 }
 
 export interface TransportHandlers<S> {
-  /** Decide on an upgrade. May be async; the transport handles the client going away meanwhile. */
-  upgrade(req: UpgradeRequest): Promise<UpgradeDecision<S>>;
+  /**
+   * Decide on an upgrade. A decision known at once is returned as a value and answered
+   * within the request's own callback; one that needs I/O is a Promise, and the transport
+   * handles the client going away meanwhile. Never throws or rejects.
+   */
+  upgrade(req: UpgradeRequest): UpgradeDecision<S> | Promise<UpgradeDecision<S>>;
   open(socket: TransportSocket<S>): void;
   /** A text frame, or a binary frame that decoded as UTF-8. Invalid UTF-8 is closed with 1007 by the transport. */
   message(socket: TransportSocket<S>, text: string): void;

@@ -6,6 +6,8 @@
 export type SettleUpgrade = () => boolean;
 
 export interface UpgradeGate {
+  /** Whether one more upgrade fits now. A decision made at once needs no slot beyond this check. */
+  hasRoom(openSockets: number): boolean;
   /**
    * Takes a slot, or returns undefined when `openSockets` plus pending upgrades
    * reach the limit. `onTimeout` runs if the slot is still held when the handshake
@@ -17,9 +19,11 @@ export interface UpgradeGate {
 export function createUpgradeGate(maxConnections: number | undefined, handshakeTimeoutMs: number | undefined): UpgradeGate {
   const limit = maxConnections ?? 0;
   let pending = 0;
+  const hasRoom = (openSockets: number): boolean => limit <= 0 || openSockets + pending < limit;
   return {
+    hasRoom,
     admit(openSockets, onTimeout) {
-      if (limit > 0 && openSockets + pending >= limit) return undefined;
+      if (!hasRoom(openSockets)) return undefined;
       pending += 1;
       let settled = false;
       const settle: SettleUpgrade = () => {

@@ -13,6 +13,7 @@ import type {
   TransportHandlers,
   TransportOptions,
   TransportSocket,
+  UpgradeDecision,
 } from './types.js';
 
 export interface TlsFiles {
@@ -90,17 +91,43 @@ export function createUwsTransport<S>(
       const protocol = firstProtocol(req.getHeader('sec-websocket-protocol'));
       const extensions = req.getHeader('sec-websocket-extensions');
       const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
-      let aborted = false;
       if (closing) {
         writeAnswer(res, { status: 503, headers: {}, body: 'Server shutting down\n' });
         return;
       }
+      if (!gate.hasRoom(sockets.size)) {
+        handlers.refused?.('max-connections');
+        writeAnswer(res, { status: 503, headers: {}, body: 'Too many connections\n' });
+        return;
+      }
+      const answer = (decision: UpgradeDecision<S>): void => {
+        if (closing) {
+          writeAnswer(res, { status: 503, headers: {}, body: 'Server shutting down\n' });
+        } else if (decision.accept) {
+          const data: UserData<S> = { session: decision.session, remoteAddress, closed: false, handle: undefined };
+          res.upgrade(data, key, protocol, extensions, context);
+        } else {
+          writeAnswer(res, { status: decision.status, headers: {}, body: `${decision.reason}\n` });
+        }
+      };
+
+      const pending = handlers.upgrade({ path, remoteAddress });
+      if (!(pending instanceof Promise)) {
+        // Decided at once (most tokens: the HMAC fast path). Answered inside this callback,
+        // where uWS has the response corked already: no slot to hold, no timer, no abort
+        // handler, no later turn of the event loop.
+        answer(pending);
+        return;
+      }
+
+      let aborted = false;
       const settle = gate.admit(sockets.size, () => {
         if (aborted) return;
         handlers.refused?.('handshake-timeout');
         res.cork(() => writeAnswer(res, { status: 503, headers: {}, body: 'Handshake timed out\n' }));
       });
       if (!settle) {
+        // hasRoom said yes and nothing has run since; this only keeps a slot from being assumed.
         handlers.refused?.('max-connections');
         writeAnswer(res, { status: 503, headers: {}, body: 'Too many connections\n' });
         return;
@@ -112,19 +139,9 @@ export function createUwsTransport<S>(
         aborted = true;
         settle();
       });
-      handlers.upgrade({ path, remoteAddress }).then(
+      pending.then(
         (decision) => {
-          if (!finish()) return;
-          res.cork(() => {
-            if (closing) {
-              writeAnswer(res, { status: 503, headers: {}, body: 'Server shutting down\n' });
-            } else if (decision.accept) {
-              const data: UserData<S> = { session: decision.session, remoteAddress, closed: false, handle: undefined };
-              res.upgrade(data, key, protocol, extensions, context);
-            } else {
-              writeAnswer(res, { status: decision.status, headers: {}, body: `${decision.reason}\n` });
-            }
-          });
+          if (finish()) res.cork(() => answer(decision));
         },
         () => {
           if (finish()) res.cork(() => writeAnswer(res, { status: 500, headers: {}, body: 'Internal error\n' }));

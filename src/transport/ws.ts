@@ -105,7 +105,9 @@ export function createWsTransport<S>(options: TransportOptions, handlers: Transp
     const settle = (): boolean => settleSlot() && !gone && !raw.destroyed;
     raw.once('close', () => void settleSlot());
     const remoteAddress = req.socket.remoteAddress ?? '';
-    handlers.upgrade({ path: pathOf(req), remoteAddress }).then(
+    // ws does its own handshake work on later turns anyway, so a decision made at once
+    // takes the same path as one that waited for jose.
+    Promise.resolve(handlers.upgrade({ path: pathOf(req), remoteAddress })).then(
       (decision) => {
         if (!settle()) return;
         if (closing) rejectUpgrade(raw, 503, 'Server shutting down');
