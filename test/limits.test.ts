@@ -2,12 +2,13 @@
 // connection count, handshake timeout, per-socket message rate.
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { createTransport } from '../src/transport/select.js';
 import { createUwsTransport } from '../src/transport/uws.js';
 import type { TransportHandlers } from '../src/transport/types.js';
 import { connect, handshake } from './harness/client.js';
 import { createTestDatabase } from './harness/db.js';
 import { watchChannel } from './harness/db-watch.js';
-import { LISTEN_CHANNEL, startPgws } from './harness/pgws.js';
+import { LISTEN_CHANNEL, startPgws, TRANSPORT } from './harness/pgws.js';
 import { track } from './harness/leftovers.js';
 import { token } from './harness/tokens.js';
 import { until, within } from './harness/within.js';
@@ -137,4 +138,34 @@ describe('handshakes that do not finish', () => {
     await within(new Promise<void>((resolve) => socket.once('close', () => resolve())), 20_000, 'half-open socket closed');
     expect(Date.now() - started).toBeLessThan(15_000);
   }, 25_000);
+});
+
+describe('an upgrade handler that fails', () => {
+  it('gets 500 "Internal error" whether it throws at once or rejects later, and the server keeps serving', async () => {
+    const decided: string[] = [];
+    // Breaks the handler contract on purpose: the transport must not die of it.
+    const handlers: TransportHandlers<null> = {
+      upgrade: (req) => {
+        decided.push(req.path);
+        if (req.path.endsWith('/at-once')) throw new Error('thrown inside the upgrade callback');
+        return Promise.reject(new Error('rejected later'));
+      },
+      open: () => undefined,
+      message: () => undefined,
+      close: () => undefined,
+      http: async () => ({ status: 200, headers: {}, body: 'ok' }),
+    };
+    const transport = createTransport(
+      TRANSPORT === 'ws' ? 'ws' : 'uws',
+      { host: '127.0.0.1', port: 0, maxMessageBytes: 1000, maxBackpressureBytes: 65536, idleTimeoutSeconds: 32, maxConnections: 10, handshakeTimeoutMs: 5000 },
+      handlers,
+    );
+    const port = await transport.listen();
+    track(() => transport.shutdown(1001, 'test over'));
+    const internalError = { ok: false, status: 500, body: 'Internal error\n' };
+    expect(await within(handshake(`ws://127.0.0.1:${port}/c/at-once`), 3000, 'answer to a throw')).toEqual(internalError);
+    expect(await within(handshake(`ws://127.0.0.1:${port}/c/later`), 3000, 'answer to a rejection')).toEqual(internalError);
+    expect(await within(handshake(`ws://127.0.0.1:${port}/c/at-once`), 3000, 'answer after both')).toEqual(internalError);
+    expect(decided).toEqual(['/c/at-once', '/c/later', '/c/at-once']);
+  });
 });

@@ -111,7 +111,14 @@ export function createUwsTransport<S>(
         }
       };
 
-      const pending = handlers.upgrade({ path, remoteAddress });
+      let pending: UpgradeDecision<S> | Promise<UpgradeDecision<S>>;
+      try {
+        pending = handlers.upgrade({ path, remoteAddress });
+      } catch {
+        // A throw inside a uWS callback would take the process down; a rejection gets 500.
+        writeAnswer(res, { status: 500, headers: {}, body: 'Internal error\n' });
+        return;
+      }
       if (!(pending instanceof Promise)) {
         // Decided at once (most tokens: the HMAC fast path). Answered inside this callback,
         // where uWS has the response corked already: no slot to hold, no timer, no abort

@@ -21,6 +21,7 @@ import type {
   TransportHandlers,
   TransportOptions,
   TransportSocket,
+  UpgradeDecision,
 } from './types.js';
 
 /** Same hard cap as the uws transport. Past it ws closes with 1009 itself (uws cuts with 1006). */
@@ -106,8 +107,8 @@ export function createWsTransport<S>(options: TransportOptions, handlers: Transp
     raw.once('close', () => void settleSlot());
     const remoteAddress = req.socket.remoteAddress ?? '';
     // ws does its own handshake work on later turns anyway, so a decision made at once
-    // takes the same path as one that waited for jose.
-    Promise.resolve(handlers.upgrade({ path: pathOf(req), remoteAddress })).then(
+    // takes the same path as one that waited for jose (and a throw becomes a 500).
+    new Promise<UpgradeDecision<S>>((resolve) => resolve(handlers.upgrade({ path: pathOf(req), remoteAddress }))).then(
       (decision) => {
         if (!settle()) return;
         if (closing) rejectUpgrade(raw, 503, 'Server shutting down');
