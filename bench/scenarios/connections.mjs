@@ -6,6 +6,8 @@ import { sleep } from '../lib/measure.mjs';
 import { LoadGen, cpuSeconds, rssBytes } from '../lib/procs.mjs';
 import { now } from '../lib/wsclient.mjs';
 
+const WARMUP_SOCKETS = 1000;
+
 export const connections = {
   id: 'connections',
   title: 'connections: N idle authenticated sockets',
@@ -17,6 +19,16 @@ export const connections = {
     const server = await ctx.startServer(system);
     const loadgen = new LoadGen(Math.ceil(v.sockets / 5000));
     try {
+      // Warm-up: a first round of handshakes, closed again, so the window below measures
+      // handshakes and not V8 compiling the handshake code (perf showed TurboFan on the
+      // server core during a cold 5k-socket window).
+      const warmup = new LoadGen(1);
+      try {
+        const warm = await warmup.open({ port: server.port, count: WARMUP_SOCKETS, path: `/conn/${ctx.tokens.reader}`, concurrency: 50 });
+        if (warm.failed) throw new Error(`${warm.failed} warm-up sockets failed to open: ${warm.firstError}`);
+      } finally {
+        await warmup.close();
+      }
       await sleep(300);
       const rss0 = rssBytes(server.pid);
       const s0 = cpuSeconds(server.pid);
