@@ -118,12 +118,18 @@ export async function startServer(system, { dbUri, secret, cpus, profileDir }) {
     feedPort,
     send: (msg) => child.connected && child.send(msg),
     async stop() {
-      if (child.exitCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = once(child, 'exit');
+      // Nothing is measured after this, so the system is killed outright, unless it is
+      // being profiled: V8 writes the profile only on a clean exit. A relay far behind its
+      // backlog (the baseline under the latency load) reads no IPC for seconds, so even
+      // then it gets 1.5 s before it is killed.
+      if (!profileDir) {
+        child.kill('SIGKILL');
+        await exited;
+        return;
+      }
       child.send({ cmd: 'stop' });
-      // A relay far behind its backlog (the baseline under the latency load) reads
-      // no IPC for many seconds; it is killed. A relay that keeps up exits cleanly,
-      // which --profile needs (V8 writes the profile on exit).
       const timer = setTimeout(() => child.kill('SIGKILL'), 1500);
       await exited;
       clearTimeout(timer);

@@ -6,7 +6,6 @@ import { sleep } from '../lib/measure.mjs';
 import { LoadGen, cpuSeconds, rssBytes } from '../lib/procs.mjs';
 import { now } from '../lib/wsclient.mjs';
 
-const WARMUP_SOCKETS = 1000;
 
 export const connections = {
   id: 'connections',
@@ -24,7 +23,7 @@ export const connections = {
       // server core during a cold 5k-socket window).
       const warmup = new LoadGen(1);
       try {
-        const warm = await warmup.open({ port: server.port, count: WARMUP_SOCKETS, path: `/conn/${ctx.tokens.reader}`, concurrency: 50 });
+        const warm = await warmup.open({ port: server.port, count: ctx.quick ? 200 : 1000, path: `/conn/${ctx.tokens.reader}`, concurrency: 50 });
         if (warm.failed) throw new Error(`${warm.failed} warm-up sockets failed to open: ${warm.firstError}`);
       } finally {
         await warmup.close();
