@@ -6,14 +6,17 @@
 export type SettleUpgrade = () => boolean;
 
 export interface UpgradeGate {
-  /** Whether one more upgrade fits now. A decision made at once needs no slot beyond this check. */
+  /**
+   * Whether one more upgrade fits: `openSockets` plus pending upgrades are below the
+   * limit. Asked first, always; a decision made at once needs nothing more.
+   */
   hasRoom(openSockets: number): boolean;
   /**
-   * Takes a slot, or returns undefined when `openSockets` plus pending upgrades
-   * reach the limit. `onTimeout` runs if the slot is still held when the handshake
+   * Holds a slot while a decision is pending (call after hasRoom said yes, with nothing
+   * run in between). `onTimeout` runs if the slot is still held when the handshake
    * timeout passes; the slot is already freed by then.
    */
-  admit(openSockets: number, onTimeout: () => void): SettleUpgrade | undefined;
+  hold(onTimeout: () => void): SettleUpgrade;
 }
 
 export function createUpgradeGate(maxConnections: number | undefined, handshakeTimeoutMs: number | undefined): UpgradeGate {
@@ -22,8 +25,7 @@ export function createUpgradeGate(maxConnections: number | undefined, handshakeT
   const hasRoom = (openSockets: number): boolean => limit <= 0 || openSockets + pending < limit;
   return {
     hasRoom,
-    admit(openSockets, onTimeout) {
-      if (!hasRoom(openSockets)) return undefined;
+    hold(onTimeout) {
       pending += 1;
       let settled = false;
       const settle: SettleUpgrade = () => {

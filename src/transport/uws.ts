@@ -128,17 +128,11 @@ export function createUwsTransport<S>(
       }
 
       let aborted = false;
-      const settle = gate.admit(sockets.size, () => {
+      const settle = gate.hold(() => {
         if (aborted) return;
         handlers.refused?.('handshake-timeout');
         res.cork(() => writeAnswer(res, { status: 503, headers: {}, body: 'Handshake timed out\n' }));
       });
-      if (!settle) {
-        // hasRoom said yes and nothing has run since; this only keeps a slot from being assumed.
-        handlers.refused?.('max-connections');
-        writeAnswer(res, { status: 503, headers: {}, body: 'Too many connections\n' });
-        return;
-      }
       /** Frees the slot; true when this is the answer to write (the first one, to a client still there). */
       const finish = (): boolean => settle() && !aborted;
       // uWS keeps one abort handler per response: this one also frees the slot.

@@ -92,16 +92,16 @@ export function createWsTransport<S>(options: TransportOptions, handlers: Transp
       rejectUpgrade(raw, 503, 'Server shutting down');
       return;
     }
-    const settleSlot = gate.admit(sockets.size, () => {
-      if (gone || raw.destroyed) return;
-      handlers.refused?.('handshake-timeout');
-      rejectUpgrade(raw, 503, 'Handshake timed out');
-    });
-    if (!settleSlot) {
+    if (!gate.hasRoom(sockets.size)) {
       handlers.refused?.('max-connections');
       rejectUpgrade(raw, 503, 'Too many connections');
       return;
     }
+    const settleSlot = gate.hold(() => {
+      if (gone || raw.destroyed) return;
+      handlers.refused?.('handshake-timeout');
+      rejectUpgrade(raw, 503, 'Handshake timed out');
+    });
     /** Frees the slot; false when the answer must not be written (already answered, or the client left). */
     const settle = (): boolean => settleSlot() && !gone && !raw.destroyed;
     raw.once('close', () => void settleSlot());
