@@ -6,6 +6,7 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { ensureBinariesReachable } from './embedded-binaries.js';
 
 export interface EmbeddedDatabase {
   readonly uri: string;
@@ -37,6 +38,8 @@ const SIGNALS_IT_HOOKS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit
  * cluster itself.
  */
 async function importEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
+  // As root, the `postgres` user runs the binaries: it may need a copy it can reach.
+  await ensureBinariesReachable();
   const emitter: NodeJS.EventEmitter = process;
   const before = new Map(SIGNALS_IT_HOOKS.map((s) => [s, new Set(emitter.listeners(s))]));
   let mod: { default: EmbeddedPostgresClass };

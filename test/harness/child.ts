@@ -28,9 +28,16 @@ export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
   return { ...env, PGWS_TRANSPORT: inject('transport'), ...extra };
 }
 
-export function runPgws(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): Child {
-  const cwd = mkdtempSync(path.join(tmpdir(), 'pgws-cwd-'));
-  const proc = spawn(process.execPath, [BIN, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * `bin` runs another copy of the launcher (a clone elsewhere); `cwd` defaults to a fresh
+ * temp folder, so no .env of the developer's is read.
+ */
+export function runPgws(
+  args: string[],
+  env: NodeJS.ProcessEnv = cleanEnv(),
+  { bin = BIN, cwd = mkdtempSync(path.join(tmpdir(), 'pgws-cwd-')) }: { bin?: string; cwd?: string } = {},
+): Child {
+  const proc = spawn(process.execPath, [bin, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const stdout: string[] = [];
   const stderr: string[] = [];
   const waiters = new Set<{ predicate: (line: string) => boolean; resolve: (line: string) => void }>();
