@@ -230,6 +230,9 @@ function crossCheck(draft: Draft): string[] {
   }
   errors.push(...checkPair(draft, OPTIONS.certificateFile, OPTIONS.keyFile));
   errors.push(...checkPair(draft, OPTIONS.keyFile, OPTIONS.certificateFile));
+  if (draft.adminPort !== undefined && draft.adminPort !== 0 && draft.adminPort === draft.port) {
+    errors.push(`${label(OPTIONS.adminPort)}: must differ from ${label(OPTIONS.port)} (${draft.port}): the admin endpoints need a port of their own`);
+  }
   return errors;
 }
 

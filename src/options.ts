@@ -235,6 +235,26 @@ export const OPTIONS: { readonly [K in keyof Config]: OptionSpec<K> } = {
     secret: false,
     example: '/etc/pgws/key.pem',
   },
+  // Operations (PROTOCOL.md §13).
+  adminPort: {
+    key: 'adminPort',
+    env: 'PGWS_ADMIN_PORT',
+    flag: '--admin-port <port>',
+    default: undefined,
+    parse: optional(integer(0, 65535)),
+    doc: 'port for /health, /ready and /metrics (plain HTTP); unset: /health and /ready are served on the main port and /metrics is not served',
+    secret: false,
+    example: '9090',
+  },
+  adminHost: {
+    key: 'adminHost',
+    env: 'PGWS_ADMIN_HOST',
+    flag: '--admin-host <host>',
+    default: '127.0.0.1',
+    parse: host,
+    doc: 'listen address of PGWS_ADMIN_PORT (same forms as PGWS_HOST). Default 127.0.0.1: metrics stay private unless asked for; the Docker image sets 0.0.0.0',
+    secret: false,
+  },
   transport: {
     key: 'transport',
     env: 'PGWS_TRANSPORT',

@@ -70,11 +70,7 @@ export function createRelay(opts: RelayOptions): Relay {
   const batcher = createNotifyBatcher<Session>({
     send: (payloads) => opts.notifier.notifyAll(opts.listenChannel, payloads),
     concurrency: Math.max(1, opts.concurrency ?? 1),
-    onBatch: (frames, ok) => {
-      metrics?.markBatch();
-      if (ok) metrics?.markNotified(frames);
-      else metrics?.markNotifyFailed(frames);
-    },
+    onBatch: (frames, ok, seconds) => metrics?.markBatch(frames, ok, seconds),
     onQueued: (frames) => metrics?.markQueued(frames),
   });
 
@@ -116,6 +112,7 @@ export function createRelay(opts: RelayOptions): Relay {
     },
 
     onNotification(dbChannel, payload) {
+      metrics?.markNotification();
       opts.publish(routeNotification(dbChannel, payload), payload);
     },
 

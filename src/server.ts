@@ -1,18 +1,22 @@
 // The composition root: the only module that wires auth, database, relay,
-// HTTP and transport together. start(config) returns a running server with an
-// ordered, idempotent stop(), so tests can run many servers in one process.
+// HTTP, admin endpoints and transport together. start(config) returns a running
+// server with an ordered, idempotent stop(), so tests can run many servers in one
+// process. Each part registers its own stop on one teardown list as it starts, so a
+// failed start and stop() unwind the same list, in reverse.
 import { EventEmitter } from 'node:events';
+import { healthAnswer, metricsNotHereAnswer, readyAnswer, type ReadinessProbes } from './admin/endpoints.js';
+import { startAdminServer } from './admin/server.js';
 import { createAuthenticator, channelFromPath, type AuthResult } from './auth/index.js';
-import { createListener } from './db/listener.js';
+import { createListener, type Listener } from './db/listener.js';
 import { createNotifier } from './db/notifier.js';
 import { bannerAnswer } from './http/banner.js';
-import { createStaticHandler } from './http/static.js';
+import { createStaticHandler, type StaticHandler } from './http/static.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { createRelay, type Session } from './relay.js';
+import { createRelay, type Relay, type Session } from './relay.js';
 import { delay } from './timer.js';
 import { createTransport, planTransport, TransportUnavailableError } from './transport/select.js';
-import type { HttpAnswer, HttpRequest, TransportHandlers, UpgradeDecision } from './transport/types.js';
+import type { HttpAnswer, HttpRequest, Transport, TransportHandlers, UpgradeDecision } from './transport/types.js';
 import { Close, type Config } from './types.js';
 
 /** How long stop() lets frames already accepted reach the database before ending its connections. */
@@ -29,11 +33,13 @@ export interface ServerEvents {
 
 export interface RunningServer {
   readonly port: number;
+  /** The admin port (/health, /ready, /metrics) when PGWS_ADMIN_PORT is set. */
+  readonly adminPort: number | undefined;
   readonly transport: string;
   readonly events: EventEmitter<ServerEvents>;
   listenerPid(): number | undefined;
   socketCount(): number;
-  /** Counters of failures, refusals and recoveries (src/metrics.ts), for tests and a metrics endpoint. */
+  /** What pgws counted (src/metrics.ts): for tests, and the source of /metrics. */
   readonly metrics: Metrics;
   /** Refuses new sockets, closes open ones with 1001, ends database connections. Safe to call twice. */
   stop(): Promise<void>;
@@ -45,6 +51,19 @@ export interface StartOptions {
   readonly idleTimeoutSeconds?: number;
 }
 
+/** Stops of the parts started so far; run() calls them last-started first, once. */
+function createTeardown() {
+  const steps: (() => Promise<void>)[] = [];
+  return {
+    push(step: () => Promise<void>): void {
+      steps.push(step);
+    },
+    async run(): Promise<void> {
+      while (steps.length > 0) await steps.pop()?.();
+    },
+  };
+}
+
 export async function start(config: Config, options: StartOptions = {}): Promise<RunningServer> {
   const log = options.log ?? createLogger(config.logLevel);
   const { dbUri, jwtSecret } = config;
@@ -52,94 +71,57 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     throw new Error('start() needs a database URI and a JWT secret (embedded mode fills them in before calling it)');
   }
   const events = new EventEmitter<ServerEvents>();
-  /** A fatal loss before start() returns has no subscriber yet: start() fails with it instead. */
-  let fatalDuringStart: Error | undefined;
   const metrics = createMetrics();
   const authenticator = await createAuthenticator({ jwtSecret, jwtSecretIsBase64: config.jwtSecretIsBase64 });
   const serveStatic = config.rootPath ? await createStaticHandler(config.rootPath) : undefined;
-
-  const notifier = createNotifier(dbUri, config.poolSize);
-  let relayRef: ReturnType<typeof createRelay> | undefined;
-  const listener = createListener({
-    uri: dbUri,
-    channel: config.listenChannel,
-    checkIntervalMs: config.checkListenerInterval,
-    log,
-    onNotification: (channel, payload) => relayRef?.onNotification(channel, payload),
-    onFatal: (error) => {
-      fatalDuringStart ??= error;
-      events.emit('fatal', error);
-    },
-  });
-  listener.on('ready', (pid) => events.emit('listener-ready', pid));
-  listener.on('lost', (reason) => {
-    metrics.markListenerLost();
-    events.emit('listener-lost', reason);
-  });
-  listener.on('recovered', (blindMs) => metrics.markListenerRecovered(blindMs));
+  const teardown = createTeardown();
+  let stopping = false;
+  /** A fatal loss before start() returns has no subscriber yet: start() fails with it instead. */
+  let fatalDuringStart: Error | undefined;
 
   try {
+    const notifier = createNotifier(dbUri, config.poolSize);
+    teardown.push(() => notifier.stop().catch(() => undefined));
+
+    let relay: Relay | undefined;
+    const listener = createListener({
+      uri: dbUri,
+      channel: config.listenChannel,
+      checkIntervalMs: config.checkListenerInterval,
+      log,
+      onNotification: (channel, payload) => relay?.onNotification(channel, payload),
+      onFatal: (error) => {
+        fatalDuringStart ??= error;
+        events.emit('fatal', error);
+      },
+    });
+    teardown.push(() => listener.stop());
+    watchListener(listener, events, metrics);
+
+    const probes: ReadinessProbes = {
+      stopping: () => stopping,
+      listenerUp: () => listener.isReady(),
+      pingPool: () => notifier.ping(),
+    };
+    // Before the database is reached: while start-up retries, /health answers and /ready says why not.
+    const admin =
+      config.adminPort === undefined ? undefined : await startAdminServer(config.adminHost, config.adminPort, probes, metrics);
+    if (admin) teardown.push(() => admin.stop());
+
     await listener.start(config.retries);
     await notifier.ping();
-  } catch (err) {
-    await Promise.all([listener.stop(), notifier.stop().catch(() => undefined)]);
-    throw err;
-  }
 
-  let stopping = false;
-  const handlers: TransportHandlers<Session> = {
-    upgrade(req) {
-      if (stopping) return { accept: false, status: 503, reason: 'Server shutting down' };
-      const decide = (result: AuthResult): UpgradeDecision<Session> => {
-        if (!result.ok) {
-          // The path holds the token: only its channel part is logged.
-          log.warn({ status: result.status, reason: result.reason, remote: req.remoteAddress, channel: channelFromPath(req.path) }, 'handshake rejected');
-          return { accept: false, status: result.status, reason: result.reason };
-        }
-        return { accept: true, session: relay.newSession(result.grant) };
-      };
-      // Most tokens are decided at once (the HMAC fast path); only jose's verdicts wait.
-      const result = authenticator.authorize(req.path);
-      return result instanceof Promise ? result.then(decide) : decide(result);
-    },
-    open(socket) {
-      log.debug({ channels: socket.session.grant.channels, mode: socket.session.grant.mode, remote: socket.remoteAddress }, 'socket open');
-      relay.onOpen(socket);
-    },
-    message: (socket, text) => relay.onFrame(socket, text),
-    close: (socket, code) => {
-      metrics.markClosed(code);
-      relay.onClose(socket, code);
-    },
-    http: (req) => answerHttp(req),
-    overBackpressure(socket, bytes) {
-      metrics.markSlowReader();
-      log.warn({ channels: socket.session.grant.channels, remote: socket.remoteAddress, bytes }, 'slow reader; closing it');
-      socket.close(Close.PolicyViolation, `Slow reader: ${bytes} bytes waiting, the limit is ${config.maxBackpressure}`);
-    },
-    refused(why) {
-      if (why === 'max-connections') metrics.markConnectionRefused();
-      else metrics.markHandshakeTimeout();
-      log.warn({ why }, 'upgrade refused with 503');
-    },
-  };
-
-  async function answerHttp(req: HttpRequest): Promise<HttpAnswer> {
-    if (!serveStatic) return bannerAnswer(req.method);
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      return { status: 405, headers: { Allow: 'GET, HEAD' }, body: 'Method not allowed\n' };
-    }
-    return serveStatic(req.path, req.method);
-  }
-
-  const tls =
-    config.certificateFile && config.keyFile ? { certFile: config.certificateFile, keyFile: config.keyFile } : undefined;
-  let transport;
-  try {
+    const handlers = socketHandlers(config, log, metrics, {
+      stopping: () => stopping,
+      authorize: (path) => authenticator.authorize(path),
+      relay: () => relay,
+      answerHttp: (req) => answerHttp(req, config, probes, serveStatic),
+    });
+    const tls = config.certificateFile && config.keyFile ? { certFile: config.certificateFile, keyFile: config.keyFile } : undefined;
     const plan = planTransport(config.transport, tls !== undefined);
     if (!plan.ok) throw new TransportUnavailableError(plan.error);
     if (plan.fallback !== undefined) log.warn({ transport: plan.engine }, plan.fallback);
-    transport = createTransport<Session>(
+    const activeTransport: Transport<Session> = createTransport<Session>(
       plan.engine,
       {
         host: config.host,
@@ -153,59 +135,151 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       handlers,
       tls,
     );
-  } catch (err) {
-    await Promise.all([listener.stop(), notifier.stop()]);
-    throw err;
-  }
-  const activeTransport = transport;
-  const relay = createRelay({
-    listenChannel: config.listenChannel,
-    metaChannel: config.metaChannel,
-    notifier,
-    publish: (channel, text) => void activeTransport.publish(channel, text),
-    log,
-    concurrency: config.poolSize,
-    maxQueuedFrames: config.maxQueuedMessages,
-    maxMessagesPerSecond: config.maxMessagesPerSecond,
-    metrics,
-  });
-  relayRef = relay;
-
-  let port: number;
-  try {
-    port = await transport.listen();
-  } catch (err) {
-    await Promise.all([listener.stop(), notifier.stop()]);
-    throw err;
-  }
-  if (fatalDuringStart) {
-    await activeTransport.shutdown(Close.GoingAway, 'server shutting down');
-    await Promise.all([listener.stop(), notifier.stop().catch(() => undefined)]);
-    throw fatalDuringStart;
-  }
-  log.info({ port, host: config.host, tls: tls !== undefined, transport: `${transport.name} (${transport.version})` }, 'pgws ready');
-
-  let stopped: Promise<void> | undefined;
-  const stop = (): Promise<void> =>
-    (stopped ??= (async () => {
-      stopping = true;
-      await activeTransport.shutdown(Close.GoingAway, 'server shutting down');
-      // Frames accepted before the close (and ConnectionClose events) still go out.
+    const activeRelay = createRelay({
+      listenChannel: config.listenChannel,
+      metaChannel: config.metaChannel,
+      notifier,
+      publish: (channel, text) => metrics.markFramesSent(activeTransport.publish(channel, text)),
+      log,
+      concurrency: config.poolSize,
+      maxQueuedFrames: config.maxQueuedMessages,
+      maxMessagesPerSecond: config.maxMessagesPerSecond,
+      metrics,
+    });
+    relay = activeRelay;
+    // Frames accepted before the sockets closed (and ConnectionClose events) still go out.
+    teardown.push(async () => {
       const flushed = new AbortController();
-      await Promise.race([relay.idle(), delay(STOP_FLUSH_MS, flushed.signal)]);
+      await Promise.race([activeRelay.idle(), delay(STOP_FLUSH_MS, flushed.signal)]);
       flushed.abort();
-      await listener.stop();
-      await notifier.stop().catch(() => undefined);
-      log.info('pgws stopped');
-    })());
+    });
+    metrics.readLive({ socketsOpen: () => activeTransport.socketCount(), listenerUp: () => listener.isReady() });
 
-  return {
-    port,
-    transport: activeTransport.name,
-    events,
-    listenerPid: () => listener.pid(),
-    socketCount: () => activeTransport.socketCount(),
-    metrics,
-    stop,
+    const port = await activeTransport.listen();
+    teardown.push(() => activeTransport.shutdown(Close.GoingAway, 'server shutting down'));
+    if (fatalDuringStart) throw fatalDuringStart;
+    log.info(
+      {
+        port,
+        host: config.host,
+        tls: tls !== undefined,
+        tlsAvailable: activeTransport.tlsAvailable,
+        transport: `${activeTransport.name} (${activeTransport.version})`,
+        adminPort: admin?.port ?? null,
+      },
+      'pgws ready',
+    );
+
+    let stopped: Promise<void> | undefined;
+    return {
+      port,
+      adminPort: admin?.port,
+      transport: activeTransport.name,
+      events,
+      listenerPid: () => listener.pid(),
+      socketCount: () => activeTransport.socketCount(),
+      metrics,
+      stop: () =>
+        (stopped ??= (async () => {
+          stopping = true;
+          await teardown.run();
+          log.info('pgws stopped');
+        })()),
+    };
+  } catch (err) {
+    stopping = true;
+    await teardown.run();
+    throw err;
+  }
+}
+
+function watchListener(listener: Listener, events: EventEmitter<ServerEvents>, metrics: Metrics): void {
+  listener.on('ready', (pid) => events.emit('listener-ready', pid));
+  listener.on('lost', (reason) => {
+    metrics.markListenerLost();
+    events.emit('listener-lost', reason);
+  });
+  listener.on('recovered', (blindMs) => metrics.markListenerRecovered(blindMs));
+}
+
+interface HandlerParts {
+  stopping(): boolean;
+  authorize(path: string): AuthResult | Promise<AuthResult>;
+  /** Undefined only before start() created it, when no socket can be open yet. */
+  relay(): Relay | undefined;
+  answerHttp(req: HttpRequest): Promise<HttpAnswer>;
+}
+
+/** What the transport calls: sockets go to the relay, every answer and refusal is counted. */
+function socketHandlers(config: Config, log: Logger, metrics: Metrics, parts: HandlerParts): TransportHandlers<Session> {
+  const relay = (): Relay => {
+    const current = parts.relay();
+    if (current === undefined) throw new Error('a socket event arrived before the relay existed');
+    return current;
   };
+  return {
+    upgrade(req) {
+      if (parts.stopping()) {
+        metrics.markUpgrade(503);
+        return { accept: false, status: 503, reason: 'Server shutting down' };
+      }
+      const decide = (result: AuthResult): UpgradeDecision<Session> => {
+        if (!result.ok) {
+          metrics.markUpgrade(result.status);
+          // The path holds the token: only its channel part is logged.
+          log.warn({ status: result.status, reason: result.reason, remote: req.remoteAddress, channel: channelFromPath(req.path) }, 'handshake rejected');
+          return { accept: false, status: result.status, reason: result.reason };
+        }
+        metrics.markUpgrade(101);
+        return { accept: true, session: relay().newSession(result.grant) };
+      };
+      // Most tokens are decided at once (the HMAC fast path); only jose's verdicts wait.
+      const result = parts.authorize(req.path);
+      return result instanceof Promise ? result.then(decide) : decide(result);
+    },
+    open(socket) {
+      log.debug({ channels: socket.session.grant.channels, mode: socket.session.grant.mode, remote: socket.remoteAddress }, 'socket open');
+      relay().onOpen(socket);
+    },
+    message(socket, text) {
+      metrics.markFrameReceived();
+      relay().onFrame(socket, text);
+    },
+    close(socket, code) {
+      metrics.markClosed(code);
+      relay().onClose(socket, code);
+    },
+    http: (req) => parts.answerHttp(req),
+    overBackpressure(socket, bytes) {
+      metrics.markSlowReader();
+      log.warn({ channels: socket.session.grant.channels, remote: socket.remoteAddress, bytes }, 'slow reader; closing it');
+      socket.close(Close.PolicyViolation, `Slow reader: ${bytes} bytes waiting, the limit is ${config.maxBackpressure}`);
+    },
+    refused(why) {
+      metrics.markTransportRefusal(why);
+      log.warn({ why }, `upgrade refused with ${why === 'internal-error' ? 500 : 503}`);
+    },
+  };
+}
+
+/**
+ * Plain HTTP on the main port. Without PGWS_ADMIN_PORT, /health and /ready are answered
+ * here, before static files, so a file named `health` cannot shadow them; /metrics never is.
+ */
+async function answerHttp(
+  req: HttpRequest,
+  config: Config,
+  probes: ReadinessProbes,
+  serveStatic: StaticHandler | undefined,
+): Promise<HttpAnswer> {
+  const method = req.method === 'GET' || req.method === 'HEAD' ? req.method : undefined;
+  const methodNotAllowed: HttpAnswer = { status: 405, headers: { Allow: 'GET, HEAD' }, body: 'Method not allowed\n' };
+  if (req.path === '/metrics') return metricsNotHereAnswer();
+  if (config.adminPort === undefined && (req.path === '/health' || req.path === '/ready')) {
+    if (method === undefined) return methodNotAllowed;
+    return req.path === '/health' ? healthAnswer() : readyAnswer(probes);
+  }
+  if (!serveStatic) return bannerAnswer(req.method);
+  if (method === undefined) return methodNotAllowed;
+  return serveStatic(req.path, method);
 }

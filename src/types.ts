@@ -46,6 +46,10 @@ export interface Config {
   readonly maxQueuedMessages: number;
   readonly certificateFile: string | undefined;
   readonly keyFile: string | undefined;
+  /** Port of the admin HTTP server (/health, /ready, /metrics); undefined: health and readiness on the main port, no metrics. */
+  readonly adminPort: number | undefined;
+  /** Listen address of the admin port (same forms as `host`). */
+  readonly adminHost: string;
   readonly transport: TransportChoice;
   readonly logLevel: LogLevel;
   /** Start a throwaway embedded PostgreSQL when no dbUri is given (development only). */

@@ -73,6 +73,8 @@ describe('defaults', () => {
       maxQueuedMessages: 256,
       certificateFile: undefined,
       keyFile: undefined,
+      adminPort: undefined,
+      adminHost: '127.0.0.1',
       transport: 'auto',
       logLevel: 'info',
       embedded: false,
@@ -253,6 +255,18 @@ describe('invalid values', () => {
       'PGWS_CERTIFICATE_FILE (--certificate-file): required when PGWS_KEY_FILE (--key-file) is set, since serving wss:// needs both',
     ]);
   });
+
+  it('rejects an admin port equal to the main port, and a bad admin port or host', () => {
+    expect(loadErrors({ env: { ...REQUIRED, PGWS_PORT: '4000', PGWS_ADMIN_PORT: '4000' } })).toEqual([
+      'PGWS_ADMIN_PORT (--admin-port): must differ from PGWS_PORT (--port) (4000): the admin endpoints need a port of their own',
+    ]);
+    expect(loadErrors({ env: { ...REQUIRED, PGWS_ADMIN_PORT: '70000', PGWS_ADMIN_HOST: 'a b' } })).toEqual([
+      'PGWS_ADMIN_PORT (--admin-port): must be an integer from 0 to 65535, got "70000"',
+      'PGWS_ADMIN_HOST (--admin-host): must be *4, *6, *, an IP address or a host name, got "a b"',
+    ]);
+    // Both 0: each gets a free port of its own.
+    expect(loadOk({ env: { ...REQUIRED, PGWS_PORT: '0', PGWS_ADMIN_PORT: '0' } })).toMatchObject({ port: 0, adminPort: 0 });
+  });
 });
 
 describe('required values and embedded mode', () => {
@@ -323,6 +337,8 @@ describe('command-line flags', () => {
         '--max-queued-messages', '8',
         '--certificate-file', 'cert.pem',
         '--key-file', 'key.pem',
+        '--admin-port', '9090',
+        '--admin-host', '0.0.0.0',
         '--transport', 'ws',
         '--log-level', 'warn',
         '--embedded',
@@ -348,6 +364,8 @@ describe('command-line flags', () => {
       maxQueuedMessages: 8,
       certificateFile: join(cwd, 'cert.pem'),
       keyFile: join(cwd, 'key.pem'),
+      adminPort: 9090,
+      adminHost: '0.0.0.0',
       transport: 'ws',
       logLevel: 'warn',
       embedded: true,

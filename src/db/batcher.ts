@@ -29,8 +29,8 @@ export interface NotifyBatcherOptions {
    * every later frame of its sockets, for as long as TCP lets it.
    */
   readonly timeoutMs?: number;
-  /** Called after each batch with the number of frames and whether it committed. */
-  readonly onBatch?: (frames: number, ok: boolean) => void;
+  /** Called after each batch with the number of frames, whether it committed, and how long it took. */
+  readonly onBatch?: (frames: number, ok: boolean, seconds: number) => void;
   /** Called when the number of waiting frames changes (for a peak gauge). */
   readonly onQueued?: (frames: number) => void;
 }
@@ -139,6 +139,7 @@ export function createNotifyBatcher<O>(opts: NotifyBatcherOptions): NotifyBatche
 
   async function sendBatch(batch: { units: Unit[]; owners: O[] }): Promise<void> {
     inFlightBatches += 1;
+    const started = performance.now();
     let failure: Error | undefined;
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     let timer: NodeJS.Timeout | undefined;
@@ -153,7 +154,7 @@ export function createNotifyBatcher<O>(opts: NotifyBatcherOptions): NotifyBatche
       clearTimeout(timer);
     }
     inFlightBatches -= 1;
-    opts.onBatch?.(batch.units.length, failure === undefined);
+    opts.onBatch?.(batch.units.length, failure === undefined, (performance.now() - started) / 1000);
     for (const unit of batch.units) {
       if (failure) unit.reject(failure);
       else unit.resolve();

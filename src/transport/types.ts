@@ -2,6 +2,9 @@
 // src/transport/ imports an engine; the relay and server speak only this.
 import type { CloseCode } from '../types.js';
 
+/** Why the transport itself answered an upgrade before (or instead of) the server's decision. */
+export type TransportRefusal = 'max-connections' | 'handshake-timeout' | 'shutting-down' | 'internal-error';
+
 /** What the server learns from an upgrade request, copied before any await. */
 export interface UpgradeRequest {
   /** Raw path, percent-encoded, without the query string. Holds the token: never log it. */
@@ -59,8 +62,12 @@ export interface TransportHandlers<S> {
    * Called again on later checks while the socket stays over and open.
    */
   overBackpressure?(socket: TransportSocket<S>, bufferedBytes: number): void;
-  /** An upgrade was answered 503 by the transport itself, before or instead of `upgrade`'s decision. */
-  refused?(why: 'max-connections' | 'handshake-timeout'): void;
+  /**
+   * An upgrade was answered by the transport itself, before or instead of `upgrade`'s
+   * decision: 503 (too many connections, decision too slow, shutting down) or 500 (the
+   * decision threw or rejected).
+   */
+  refused?(why: TransportRefusal): void;
 }
 
 export interface TransportOptions {
@@ -98,10 +105,12 @@ export interface TransportOptions {
 export interface Transport<S> {
   readonly name: string;
   readonly version: string;
+  /** Whether this engine can serve wss:// here (the uWebSockets.js build that loaded has TLS). */
+  readonly tlsAvailable: boolean;
   /** Starts listening; resolves with the bound port. */
   listen(): Promise<number>;
-  /** Sends text to every socket subscribed to the channel; returns whether anyone was subscribed. */
-  publish(channel: string, text: string): boolean;
+  /** Sends text to every socket subscribed to the channel; returns how many sockets that was. */
+  publish(channel: string, text: string): number;
   /** Stops accepting connections, closes every socket with the code, and releases the port. */
   shutdown(code: CloseCode, reason: string): Promise<void>;
   socketCount(): number;

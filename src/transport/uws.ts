@@ -92,6 +92,7 @@ export function createUwsTransport<S>(
       const extensions = req.getHeader('sec-websocket-extensions');
       const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
       if (closing) {
+        handlers.refused?.('shutting-down');
         writeAnswer(res, { status: 503, headers: {}, body: 'Server shutting down\n' });
         return;
       }
@@ -102,6 +103,7 @@ export function createUwsTransport<S>(
       }
       const answer = (decision: UpgradeDecision<S>): void => {
         if (closing) {
+          handlers.refused?.('shutting-down');
           writeAnswer(res, { status: 503, headers: {}, body: 'Server shutting down\n' });
         } else if (decision.accept) {
           const data: UserData<S> = { session: decision.session, remoteAddress, closed: false, handle: undefined };
@@ -116,6 +118,7 @@ export function createUwsTransport<S>(
         pending = handlers.upgrade({ path, remoteAddress });
       } catch {
         // A throw inside a uWS callback would take the process down; a rejection gets 500.
+        handlers.refused?.('internal-error');
         writeAnswer(res, { status: 500, headers: {}, body: 'Internal error\n' });
         return;
       }
@@ -145,7 +148,9 @@ export function createUwsTransport<S>(
           if (finish()) res.cork(() => answer(decision));
         },
         () => {
-          if (finish()) res.cork(() => writeAnswer(res, { status: 500, headers: {}, body: 'Internal error\n' }));
+          if (!finish()) return;
+          handlers.refused?.('internal-error');
+          res.cork(() => writeAnswer(res, { status: 500, headers: {}, body: 'Internal error\n' }));
         },
       );
     },
@@ -206,6 +211,7 @@ export function createUwsTransport<S>(
   return {
     name: 'uws',
     version: `${loaded.build} ${loaded.version}`,
+    tlsAvailable: loaded.supportsTls,
 
     listen() {
       return new Promise<number>((resolve, reject) => {
@@ -223,6 +229,7 @@ export function createUwsTransport<S>(
 
     publish(channel, text) {
       const anyone = app.publish(channel, text, false, false);
+      if (!anyone) return 0;
       // Frame headers add at most 14 bytes per message: counted too.
       publishedSinceCheck += Buffer.byteLength(text) + 14;
       if (publishedSinceCheck >= checkEvery && !checkScheduled) {
@@ -230,7 +237,7 @@ export function createUwsTransport<S>(
         checkScheduled = true;
         setImmediate(checkBackpressure);
       }
-      return anyone;
+      return app.numSubscribers(channel);
     },
 
     async shutdown(code, reason) {

@@ -89,6 +89,7 @@ export function createWsTransport<S>(options: TransportOptions, handlers: Transp
       gone = true;
     });
     if (closing) {
+      handlers.refused?.('shutting-down');
       rejectUpgrade(raw, 503, 'Server shutting down');
       return;
     }
@@ -111,12 +112,16 @@ export function createWsTransport<S>(options: TransportOptions, handlers: Transp
     new Promise<UpgradeDecision<S>>((resolve) => resolve(handlers.upgrade({ path: pathOf(req), remoteAddress }))).then(
       (decision) => {
         if (!settle()) return;
-        if (closing) rejectUpgrade(raw, 503, 'Server shutting down');
-        else if (!decision.accept) rejectUpgrade(raw, decision.status, decision.reason);
+        if (closing) {
+          handlers.refused?.('shutting-down');
+          rejectUpgrade(raw, 503, 'Server shutting down');
+        } else if (!decision.accept) rejectUpgrade(raw, decision.status, decision.reason);
         else wss.handleUpgrade(req, raw, head, (ws) => open(ws, raw, decision.session, remoteAddress));
       },
       () => {
-        if (settle()) rejectUpgrade(raw, 500, 'Internal error');
+        if (!settle()) return;
+        handlers.refused?.('internal-error');
+        rejectUpgrade(raw, 500, 'Internal error');
       },
     );
   });
@@ -165,6 +170,7 @@ export function createWsTransport<S>(options: TransportOptions, handlers: Transp
   return {
     name: 'ws',
     version: `ws ${wsVersion()} on node:${tls ? 'https' : 'http'}`,
+    tlsAvailable: true,
 
     listen() {
       return new Promise<number>((resolve, reject) => {
@@ -181,11 +187,11 @@ export function createWsTransport<S>(options: TransportOptions, handlers: Transp
 
     publish(channel, text) {
       const subscribers = channels.get(channel);
-      if (subscribers === undefined || subscribers.size === 0) return false;
+      if (subscribers === undefined || subscribers.size === 0) return 0;
       // Encoded once, framed per socket without a copy (server frames are not masked).
       const data = Buffer.from(text, 'utf8');
       for (const socket of subscribers) socket.deliver(data);
-      return true;
+      return subscribers.size;
     },
 
     async shutdown(code, reason) {

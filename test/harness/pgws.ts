@@ -51,6 +51,8 @@ export function testConfig(dbUri: string, overrides: Partial<Config> = {}): Conf
     maxQueuedMessages: 256,
     certificateFile: undefined,
     keyFile: undefined,
+    adminPort: undefined,
+    adminHost: '127.0.0.1',
     transport: TRANSPORT,
     logLevel: 'debug',
     embedded: false,

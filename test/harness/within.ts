@@ -25,3 +25,14 @@ export async function until(condition: () => boolean, ms: number, what: string):
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+/** Polls an async check every 10 ms until it returns a value, or fails after `ms`. */
+export async function eventually<T>(check: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: not true within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
