@@ -2,6 +2,7 @@
 // the banner without a root path, static files with one, and traversal attempts written
 // byte for byte on a raw TCP socket (fetch would normalize `..` away before sending).
 import { promises as fs } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,6 +11,7 @@ import { connect, handshake } from './harness/client.js';
 import { createTestDatabase, type TestDatabase } from './harness/db.js';
 import { LISTEN_CHANNEL, startPgws, type TestServer } from './harness/pgws.js';
 import { token } from './harness/tokens.js';
+import { within } from './harness/within.js';
 
 const SECRET_CONTENT = 'TOP-SECRET-outside-the-root';
 const INDEX = '<!doctype html><title>root index</title>';
@@ -218,5 +220,50 @@ describe('with a root path', () => {
   it('still treats an upgrade to a file path as a handshake (rejected), not a file request', async () => {
     const result = await handshake(`${srv.url}/index.html`);
     expect(result).toMatchObject({ ok: false, status: 401 });
+  });
+});
+
+describe('connection reuse: keep-alive and Connection: close', () => {
+  let srv: TestServer;
+
+  beforeAll(async () => {
+    srv = await startPgws(db.uri);
+  });
+
+  /** GET through a keep-alive agent; resolves with the status and whether the connection was reused. */
+  function agentGet(agent: http.Agent, target: string): Promise<{ status: number; reused: boolean }> {
+    return new Promise((resolve, reject) => {
+      const req = http.get({ host: '127.0.0.1', port: srv.port, path: target, agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket }));
+      });
+      req.on('error', reject);
+    });
+  }
+
+  it('answers a keep-alive client several times on one connection', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const answers = [];
+      for (const target of ['/', '/health', '/ready', '/']) answers.push(await agentGet(agent, target));
+      expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200]);
+      expect(answers.map((a) => a.reused)).toEqual([false, true, true, true]);
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it('says Connection: close when it closes after a request that asked for it, then closes', async () => {
+    const socket = net.connect(srv.port, '127.0.0.1');
+    let received = '';
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.on('error', () => undefined);
+    socket.write('GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    await within(closed, 5000, 'the server closing the connection');
+    const [head = '', body] = received.split('\r\n\r\n');
+    expect(head).toMatch(/^HTTP\/1\.1 200 /);
+    expect(head).toMatch(/\r\nconnection: close(\r\n|$)/i);
+    expect(body).toBe('ok');
   });
 });

@@ -194,16 +194,21 @@ export function createUwsTransport<S>(
   app.any('/*', (res, req) => {
     const method = req.getMethod().toUpperCase();
     const path = req.getUrl();
+    // uWS closes the connection after answering a request that asked for it, but does not
+    // say so in the answer; a keep-alive client (Node's agent, a kubelet probe) would then
+    // reuse a connection that is going away. The answer must carry the header itself.
+    const closeAfter = /(^|,)\s*close\s*(,|$)/i.test(req.getHeader('connection'));
+    const finalHeaders: Readonly<Record<string, string>> = closeAfter ? { Connection: 'close' } : {};
     let aborted = false;
     res.onAborted(() => {
       aborted = true;
     });
     handlers.http({ method, path }).then(
       (answer) => {
-        if (!aborted) res.cork(() => writeAnswer(res, answer, method === 'HEAD'));
+        if (!aborted) res.cork(() => writeAnswer(res, { ...answer, headers: { ...answer.headers, ...finalHeaders } }, method === 'HEAD'));
       },
       () => {
-        if (!aborted) res.cork(() => writeAnswer(res, { status: 500, headers: {}, body: 'Internal error\n' }));
+        if (!aborted) res.cork(() => writeAnswer(res, { status: 500, headers: finalHeaders, body: 'Internal error\n' }));
       },
     );
   });
