@@ -119,7 +119,7 @@ export function createMetrics(): Metrics {
   counter(
     'upgrades_refused_by_transport_total',
     'Upgrades the transport answered itself: 503 (max-connections, handshake-timeout, shutting-down) or 500 (internal-error)',
-    () => transportRefusals,
+    () => ({ 'max-connections': 0, 'handshake-timeout': 0, 'shutting-down': 0, 'internal-error': 0, ...transportRefusals }),
     'why',
   );
   counter('frames_received_total', 'Frames received from sockets', () => counts.framesReceived);
@@ -248,8 +248,10 @@ function exposeCounter(registry: Registry) {
         const now = read();
         const entries: [string, number][] = typeof now === 'number' ? [['', now]] : Object.entries(now);
         for (const [value, total] of entries) {
+          // A series seen for the first time is written even at 0, so `rate()` has a start.
+          const first = !reported.has(value);
           const delta = total - (reported.get(value) ?? 0);
-          if (delta <= 0) continue;
+          if (delta <= 0 && !first) continue;
           reported.set(value, total);
           if (label === undefined) this.inc(delta);
           else this.inc({ [label]: value }, delta);
