@@ -586,3 +586,12 @@ describe('sample.env', () => {
     expect(sample).not.toMatch(/^PGWS_/m);
   });
 });
+
+describe('README.md', () => {
+  it('has a row in its configuration table for every option, with its flag', () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    for (const row of OPTION_LIST) {
+      expect(readme, `README.md lacks the row of ${row.env}`).toContain(`| \`${row.env}\` | \`${row.flag.split(' ')[0]}\` |`);
+    }
+  });
+});
