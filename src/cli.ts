@@ -1,12 +1,28 @@
-// The command line: --help, --version, configuration errors (exit 2), then the daemon.
-// Nothing else lives here; options are defined in options.ts and validated in config.ts.
+// The command line: a sub-command named by the first argument (`pgws token ...`), else
+// --help, --version, configuration errors (exit 2), then the daemon. Nothing else lives
+// here; options are defined in options.ts and validated in config.ts, and each sub-command
+// lives in its own module under commands/.
 import { CommanderError } from 'commander';
+import { EXIT_CONFIG_ERROR } from './commands/command.js';
+import type { CommandModule } from './commands/command.js';
 import { loadConfig } from './config.js';
 import { createCommand, TRANSPORT_CHOICES } from './options.js';
 import { VERSION } from './version.js';
 
-/** Exit code for a configuration the daemon refuses to start with. */
-const EXIT_CONFIG_ERROR = 2;
+interface SubCommand {
+  /** One line for `pgws --help`. */
+  readonly summary: string;
+  /** Imported only when the command runs, so the daemon never loads it. */
+  load(): Promise<CommandModule>;
+}
+
+/** The sub-commands, by the name given as the first argument. Adding one is adding a row. */
+const SUB_COMMANDS: Readonly<Record<string, SubCommand>> = {
+  token: {
+    summary: 'print a JWT signed with PGWS_JWT_SECRET, for development and scripts (no database needed)',
+    load: () => import('./commands/token.js'),
+  },
+};
 
 export async function main(argv: string[]): Promise<void> {
   // `pgws --help | head` closes the pipe early: that is not an error worth a stack trace.
@@ -14,6 +30,18 @@ export async function main(argv: string[]): Promise<void> {
     if (err.code === 'EPIPE') process.exit(0);
     throw err;
   });
+  const name = argv[2];
+  const subCommand = name !== undefined && Object.hasOwn(SUB_COMMANDS, name) ? SUB_COMMANDS[name] : undefined;
+  if (subCommand !== undefined) {
+    const { run } = await subCommand.load();
+    process.exitCode = await run(argv.slice(3), {
+      env: process.env,
+      cwd: process.cwd(),
+      writeOut: (text) => process.stdout.write(text),
+      writeErr: (text) => process.stderr.write(text),
+    });
+    return;
+  }
   if (answeredHelpOrVersion(argv, await versionText(argv))) return;
 
   const loaded = loadConfig({ argv, env: process.env, cwd: process.cwd() });
@@ -36,6 +64,7 @@ function answeredHelpOrVersion(argv: string[], version: string): boolean {
   const command = createCommand()
     .version(version, '-V, --version', 'print the version and exit')
     .helpOption('-h, --help', 'print this help and exit')
+    .addHelpText('after', describeSubCommands())
     .exitOverride()
     .configureOutput({ writeErr: () => undefined, outputError: () => undefined });
   try {
@@ -45,6 +74,13 @@ function answeredHelpOrVersion(argv: string[], version: string): boolean {
     if (!(err instanceof CommanderError)) throw err;
     return err.code === 'commander.helpDisplayed' || err.code === 'commander.version';
   }
+}
+
+function describeSubCommands(): string {
+  const names = Object.keys(SUB_COMMANDS);
+  const width = Math.max(...names.map((name) => name.length));
+  const lines = Object.entries(SUB_COMMANDS).map(([name, command]) => `  pgws ${name.padEnd(width)}  ${command.summary}`);
+  return ['', 'Commands (pgws <command> --help for each):', ...lines].join('\n');
 }
 
 /**

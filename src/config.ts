@@ -127,7 +127,11 @@ function flagValue(command: Command, long: string): string | undefined {
  * its value and not reported. Stray words are counted, never quoted: an unquoted secret with
  * spaces in it ends up here.
  */
-function describeLeftovers(leftovers: readonly string[], command: Command): string[] {
+export function describeLeftovers(
+  leftovers: readonly string[],
+  command: Command,
+  takesOnly = 'pgws takes only options such as --port 3000',
+): string[] {
   const errors: string[] = [];
   let stray = 0;
   let afterUnknownOption = false;
@@ -144,7 +148,7 @@ function describeLeftovers(leftovers: readonly string[], command: Command): stri
   }
   if (stray > 0) {
     errors.push(
-      `unexpected argument${stray === 1 ? '' : 's'} (${stray}, not shown): pgws takes only options such as --port 3000; quote values that contain spaces`,
+      `unexpected argument${stray === 1 ? '' : 's'} (${stray}, not shown): ${takesOnly}; quote values that contain spaces`,
     );
   }
   return errors;
@@ -161,13 +165,13 @@ function describeMissingValue(err: CommanderError, args: readonly string[]): str
   return last?.startsWith('--') ? `${last}: the flag needs a value` : err.message.replace(/^error: /, '');
 }
 
-interface EnvFile {
+export interface EnvFile {
   readonly values: Readonly<Record<string, string>>;
   readonly errors: readonly string[];
 }
 
 /** A missing default .env is normal; a missing file the user named is a mistake. */
-function readEnvFile(given: string | undefined, cwd: string): EnvFile {
+export function readEnvFile(given: string | undefined, cwd: string): EnvFile {
   const path = resolve(cwd, given ?? DEFAULT_ENV_FILE);
   let content: Buffer;
   try {

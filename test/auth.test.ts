@@ -491,6 +491,156 @@ describe('keys: JWK and JWK Set', () => {
     });
   });
 
+  // postgres-websockets takes a JWK Set holding symmetric keys and picks the key by kid.
+  describe('JWK Set with symmetric (oct) keys', () => {
+    const OCT_A = new TextEncoder().encode('first-oct-secret-that-is-long-enough');
+    const OCT_B = new TextEncoder().encode('second-oct-secret-that-is-long-enough');
+    const OTHER = new TextEncoder().encode('a-secret-that-is-in-no-set-at-all');
+    const octJwk = (bytes: Uint8Array, extra: object = {}): object => ({ kty: 'oct', k: Buffer.from(bytes).toString('base64url'), ...extra });
+
+    describe('one oct key', () => {
+      let auth: Authenticator;
+      beforeAll(async () => {
+        auth = await jwkAuthenticator({ keys: [octJwk(OCT_A, { kid: 'a' })] });
+      });
+
+      it('loads as a JWK Set of HS algorithms', async () => {
+        const keys = await loadVerificationKeys(JSON.stringify({ keys: [octJwk(OCT_A, { kid: 'a' })] }), false);
+        expect(keys).toMatchObject({ kind: 'jwks', algorithms: ['HS256', 'HS384', 'HS512'] });
+      });
+
+      it('accepts a token with its kid', async () => {
+        const token = await sign({ mode: 'rw' }, { key: OCT_A, kid: 'a' });
+        expectGranted(await auth.authorize(`/chat/${token}`, NOW), ['chat'], 'rw');
+      });
+
+      it('accepts a token without a kid', async () => {
+        const token = await sign({ mode: 'r' }, { alg: 'HS512', key: OCT_A });
+        expectGranted(await auth.authorize(`/chat/${token}`, NOW), ['chat'], 'r');
+      });
+
+      it('refuses a token with another kid', async () => {
+        const token = await sign({ mode: 'r' }, { key: OCT_A, kid: 'zzz' });
+        expectRejected(await auth.authorize(`/chat/${token}`, NOW), 401, "No key matches the token's kid", token);
+      });
+
+      it('refuses a token signed with another secret, with or without its kid', async () => {
+        for (const kid of ['a', undefined]) {
+          const token = await sign({ mode: 'r' }, { key: OTHER, ...(kid === undefined ? {} : { kid }) });
+          expectRejected(await auth.authorize(`/chat/${token}`, NOW), 401, 'Invalid token signature', token);
+        }
+      });
+    });
+
+    describe('two oct keys', () => {
+      let auth: Authenticator;
+      beforeAll(async () => {
+        auth = await jwkAuthenticator({ keys: [octJwk(OCT_A, { kid: 'a' }), octJwk(OCT_B, { kid: 'b', alg: 'HS512' })] });
+      });
+
+      it.each<[string, string, () => Uint8Array]>([
+        ['a', 'HS256', () => OCT_A],
+        ['b', 'HS512', () => OCT_B],
+      ])('picks key %s by kid (%s)', async (kid, alg, key) => {
+        const token = await sign({ mode: 'r' }, { alg, key: key(), kid });
+        expectGranted(await auth.authorize(`/chat/${token}`, NOW), ['chat']);
+      });
+
+      it.each<[string, string, () => Uint8Array]>([
+        ['the first key', 'HS256', () => OCT_A],
+        ['the second key', 'HS512', () => OCT_B],
+      ])('without a kid, tries every key that allows the alg (%s)', async (_name, alg, key) => {
+        const token = await sign({ mode: 'r' }, { alg, key: key() });
+        expectGranted(await auth.authorize(`/chat/${token}`, NOW), ['chat']);
+      });
+
+      it.each<[string, string, string | undefined, () => Uint8Array, string]>([
+        ["the other key's kid", 'HS256', 'a', () => OCT_B, 'Invalid token signature'],
+        ['no kid and no key of the set', 'HS256', undefined, () => OTHER, 'Invalid token signature'],
+        ["an alg the kid's key does not allow", 'HS256', 'b', () => OCT_B, "No key matches the token's kid"],
+      ])('refuses %s', async (_name, alg, kid, key, reason) => {
+        const token = await sign({ mode: 'r' }, { alg, key: key(), ...(kid === undefined ? {} : { kid }) });
+        expectRejected(await auth.authorize(`/chat/${token}`, NOW), 401, reason, token);
+      });
+    });
+
+    describe('oct keys beside RSA, EC and OKP keys', () => {
+      let auth: Authenticator;
+      beforeAll(async () => {
+        auth = await jwkAuthenticator({
+          keys: [
+            { ...rsa.publicJwk, kid: 'rsa' },
+            octJwk(OCT_A, { kid: 'hmac' }),
+            { ...ec.publicJwk, kid: 'ec' },
+            { ...ed.publicJwk, kid: 'ed' },
+          ],
+        });
+      });
+
+      it('reports the union of every member\'s algorithms', async () => {
+        const keys = await loadVerificationKeys(JSON.stringify({ keys: [rsa.publicJwk, octJwk(OCT_A)] }), false);
+        expect([...keys.algorithms].sort()).toEqual(['HS256', 'HS384', 'HS512', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512']);
+        expect(keys.fastPath).toBeDefined();
+      });
+
+      it.each<[string, string, string | undefined, () => CryptoKey | Uint8Array]>([
+        ['HS256 with the oct kid', 'HS256', 'hmac', () => OCT_A],
+        ['HS256 without a kid', 'HS256', undefined, () => OCT_A],
+        ['RS256 with the RSA kid', 'RS256', 'rsa', () => rsa.privateKey],
+        ['RS256 without a kid', 'RS256', undefined, () => rsa.privateKey],
+        ['ES256 with the EC kid', 'ES256', 'ec', () => ec.privateKey],
+        ['EdDSA with the OKP kid', 'EdDSA', 'ed', () => ed.privateKey],
+      ])('accepts %s', async (_name, alg, kid, key) => {
+        const token = await sign({ mode: 'r' }, { alg, key: key(), ...(kid === undefined ? {} : { kid }) });
+        expectGranted(await auth.authorize(`/chat/${token}`, NOW), ['chat']);
+      });
+
+      it.each<[string, string, string, () => CryptoKey | Uint8Array]>([
+        ['an RS256 token naming the oct key', 'RS256', 'hmac', () => rsa.privateKey],
+        ['an HS256 token naming the RSA key, signed with the oct secret', 'HS256', 'rsa', () => OCT_A],
+        ['an HS256 token naming the EC key', 'HS256', 'ec', () => OCT_A],
+      ])('refuses %s: a kid never lends its key to an alg of another key type', async (_name, alg, kid, key) => {
+        const token = await sign({ mode: 'r' }, { alg, key: key(), kid });
+        expectRejected(await auth.authorize(`/chat/${token}`, NOW), 401, "No key matches the token's kid", token);
+      });
+
+      // The attack the per-key algorithm lists stop: the RSA public key is public, so HS256
+      // "signed" with its bytes must not verify against that RSA member.
+      describe('algorithm confusion: HS256 signed with the RSA public key as HMAC secret', () => {
+        const forgeries: [string, () => Uint8Array][] = [
+          ['JWK JSON bytes', () => new TextEncoder().encode(JSON.stringify(rsa.publicJwk))],
+          ['JWK JSON bytes with its kid', () => new TextEncoder().encode(JSON.stringify({ ...rsa.publicJwk, kid: 'rsa' }))],
+          ['SPKI PEM bytes', () => new TextEncoder().encode(rsa.pem)],
+        ];
+        it.each(forgeries)("is refused naming the RSA key's kid (%s)", async (_name, forgedKey) => {
+          const token = await sign({ mode: 'rw' }, { alg: 'HS256', key: forgedKey(), kid: 'rsa' });
+          expectRejected(await auth.authorize(`/chat/${token}`, NOW), 401, "No key matches the token's kid", token);
+        });
+        it.each(forgeries)('is refused without a kid (%s)', async (_name, forgedKey) => {
+          const token = await sign({ mode: 'rw' }, { alg: 'HS256', key: forgedKey() });
+          expectRejected(await auth.authorize(`/chat/${token}`, NOW), 401, 'Invalid token signature', token);
+        });
+        it.each(forgeries)("is refused naming the oct key's kid (%s)", async (_name, forgedKey) => {
+          const token = await sign({ mode: 'rw' }, { alg: 'HS256', key: forgedKey(), kid: 'hmac' });
+          expectRejected(await auth.authorize(`/chat/${token}`, NOW), 401, 'Invalid token signature', token);
+        });
+      });
+    });
+
+    it('never picks an oct member whose key_ops exclude verify, as jose does for a set', async () => {
+      const auth = await jwkAuthenticator({ keys: [octJwk(OCT_A, { kid: 'a', key_ops: ['sign'] }), octJwk(OCT_B, { kid: 'b' })] });
+      const refused = await sign({ mode: 'r' }, { key: OCT_A, kid: 'a' });
+      expectRejected(await auth.authorize(`/chat/${refused}`, NOW), 401, "No key matches the token's kid", refused);
+      expectGranted(await auth.authorize(`/chat/${await sign({ mode: 'r' }, { key: OCT_B, kid: 'b' })}`, NOW), ['chat']);
+    });
+
+    it('compares kids exactly: a number in the token never matches the string kid', async () => {
+      const auth = await jwkAuthenticator({ keys: [octJwk(OCT_A, { kid: '7' })] });
+      const token = await new SignJWT({ mode: 'r' }).setProtectedHeader({ alg: 'HS256', kid: 7 } as unknown as { alg: string }).sign(OCT_A);
+      expectRejected(await auth.authorize(`/chat/${token}`, NOW), 401, "No key matches the token's kid", token);
+    });
+  });
+
   it.each<[string, string, RegExp]>([
     ['broken JSON', '{"kty": "RSA", }', /not valid JSON/],
     ['a JSON object that is no key', '{"secret": "abc"}', /neither a "kty" nor a "keys"/],
@@ -500,7 +650,9 @@ describe('keys: JWK and JWK Set', () => {
     ['an unsupported kty', '{"kty": "XYZ", "hidden": "s3cr3t-value"}', /not supported/],
     ['an encryption-only JWK', '{"kty": "RSA", "use": "enc", "n": "s3cr3t-value", "e": "AQAB"}', /"use"/],
     ['a JWK Set with a non-object member', '{"keys": ["s3cr3t-value"]}', /member 0/],
-    ['a JWK Set with an oct key', '{"keys": [{"kty": "oct", "k": "s3cr3t-value"}]}', /symmetric/],
+    ['a JWK Set with an oct key without "k"', '{"keys": [{"kty": "oct", "hidden": "s3cr3t-value"}]}', /member 0: .*"k"/],
+    ['a JWK Set with an empty oct key', '{"keys": [{"kty": "oct", "k": "", "hidden": "s3cr3t-value"}]}', /member 0: its "k" is empty/],
+    ['an empty oct JWK', '{"kty": "oct", "k": "", "hidden": "s3cr3t-value"}', /"k" is empty/],
     ['an empty JWK Set', '{"keys": []}', /no key/],
   ])('rejects %s at start-up without echoing the secret', async (_name, secret, detail) => {
     const failure = loadVerificationKeys(secret, false);

@@ -5,9 +5,10 @@
 import { createHmac } from 'node:crypto';
 import fc from 'fast-check';
 import { jwtVerify } from 'jose';
+import type { JWTVerifyOptions } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { createAuthenticator } from '../src/auth/index.js';
-import { loadVerificationKeys } from '../src/auth/keys.js';
+import { loadVerificationKeys, MultipleMatchingKeys } from '../src/auth/keys.js';
 import type { KeySource } from '../src/auth/keys.js';
 
 const SECRET = 'reallyreallyreallyreallyverysafe';
@@ -25,15 +26,25 @@ function hmacToken(headerJson: string, payload: Uint8Array | string, alg = 'HS25
 
 type JoseVerdict = { ok: true; payload: unknown } | { ok: false; error: string };
 
+/**
+ * jose's verdict, with a JWK Set's several matching keys each tried in turn as verify.ts
+ * does (jose leaves that case to the caller).
+ */
 async function joseVerdict(keys: KeySource, token: string): Promise<JoseVerdict> {
+  const options: JWTVerifyOptions = { algorithms: [...keys.algorithms], clockTolerance: 0, currentDate: new Date(NOW * 1000) };
   try {
-    const { payload } = await jwtVerify(token, keys.getKey, {
-      algorithms: [...keys.algorithms],
-      clockTolerance: 0,
-      currentDate: new Date(NOW * 1000),
-    });
+    const { payload } = await jwtVerify(token, keys.getKey, options);
     return { ok: true, payload };
   } catch (error) {
+    if (!(error instanceof MultipleMatchingKeys)) return { ok: false, error: String(error) };
+    for (const candidate of error.candidates) {
+      try {
+        const { payload } = await jwtVerify(token, candidate, options);
+        return { ok: true, payload };
+      } catch {
+        // the next candidate
+      }
+    }
     return { ok: false, error: String(error) };
   }
 }
@@ -168,5 +179,91 @@ describe('HMAC fast path against jose', () => {
     const forged = auth.authorize(`/chat/${hmacToken('{"alg":"HS256"}', '{"mode":"rw"}', 'HS256', 'other')}`, NOW);
     expect(forged).toBeInstanceOf(Promise);
     expect(await forged).toEqual({ ok: false, status: 401, reason: 'Invalid token signature' });
+  });
+});
+
+// A JWK Set with oct keys: the fast path picks the key by the token's kid, by the same rule
+// as the set's resolver, and must still accept only what jose accepts.
+describe('HMAC fast path of a JWK Set with oct keys', () => {
+  const SECOND = 'the-second-oct-secret-of-the-set';
+  const THIRD = 'a-third-oct-secret-without-a-kid';
+  const EC_PUBLIC = { kty: 'EC', crv: 'P-256', x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU', y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0' };
+  const SET = JSON.stringify({
+    keys: [
+      { kty: 'oct', kid: 'a', k: b64(SECRET) },
+      { kty: 'oct', kid: 'b', alg: 'HS384', k: b64(SECOND) },
+      { kty: 'oct', k: b64(THIRD) },
+      // An EC key that shares a kid with an oct key: still never an HMAC key.
+      { ...EC_PUBLIC, kid: 'a' },
+    ],
+  });
+  const SECRET_OF_KID: Record<string, string> = { a: SECRET, b: SECOND };
+  const setHeaderArb = fc
+    .tuple(
+      fc.oneof({ weight: 6, arbitrary: fc.constantFrom('HS256', 'HS384', 'HS512') }, { weight: 1, arbitrary: fc.constantFrom('ES256', 'none') }),
+      fc.constantFrom(undefined, 'a', 'b', 'c', '', 7, null, ['a']),
+      fc.constantFrom(undefined, 'JWT'),
+    )
+    .map(([alg, kid, typ]) => ({ alg, ...(kid === undefined ? {} : { kid }), ...(typ === undefined ? {} : { typ }) }));
+
+  it("never accepts a token jose refuses, and accepts with jose's claims", async () => {
+    const keys = await loadVerificationKeys(SET, false);
+    const fast = keys.fastPath;
+    if (!fast) throw new Error('a set with oct keys should get the fast path');
+    let accepted = 0;
+    await fc.assert(
+      fc.asyncProperty(setHeaderArb, payloadArb, fc.nat(5), fc.constantFrom(SECRET, SECOND, THIRD, 'not-in-the-set'), rarely(fc.constantFrom('HS256', 'HS384', 'HS512')), damageArb, async (header, payload, keyPick, anySecret, otherAlg, damage) => {
+        // Mostly the secret the kid names (any member's without a kid); sometimes any secret.
+        const named = 'kid' in header ? SECRET_OF_KID[String(header.kid)] : undefined;
+        const secret = keyPick === 0 ? anySecret : (named ?? anySecret);
+        const signAlg = otherAlg ?? (header.alg.startsWith('HS') ? header.alg : 'HS256');
+        const token = damage(hmacToken(JSON.stringify(header), payload, signAlg, secret));
+        const claims = fast(token, NOW);
+        if (claims === undefined) return;
+        accepted++;
+        expect(await joseVerdict(keys, token)).toEqual({ ok: true, payload: claims });
+      }),
+      { numRuns: 3000, seed: 20261124 },
+    );
+    expect(accepted).toBeGreaterThan(100);
+  });
+
+  it.each<[string, string, string, string | undefined]>([
+    ['the kid of its key', '{"alg":"HS256","kid":"a"}', 'HS256', SECRET],
+    ['the kid of a key limited to its alg', '{"alg":"HS384","kid":"b"}', 'HS384', SECOND],
+    ['no kid, the first key', '{"alg":"HS512"}', 'HS512', SECRET],
+    ['no kid, the key without a kid', '{"alg":"HS256"}', 'HS256', THIRD],
+    ['no kid, the key limited to HS384', '{"alg":"HS384"}', 'HS384', SECOND],
+  ])('accepts a token with %s', async (_name, header, alg, secret) => {
+    const keys = await loadVerificationKeys(SET, false);
+    const token = hmacToken(header, '{"mode":"r"}', alg, secret);
+    expect(keys.fastPath?.(token, NOW)).toEqual({ mode: 'r' });
+    expect(await joseVerdict(keys, token)).toMatchObject({ ok: true });
+  });
+
+  it.each<[string, string, string, string]>([
+    ["another key's kid", '{"alg":"HS256","kid":"b"}', 'HS256', SECOND],
+    ['an unknown kid', '{"alg":"HS256","kid":"c"}', 'HS256', SECRET],
+    ["an alg the kid's key does not allow", '{"alg":"HS256","kid":"b"}', 'HS256', SECOND],
+    ['a kid that is not a string', '{"alg":"HS256","kid":7}', 'HS256', SECRET],
+    ['the key without a kid named by a kid', '{"alg":"HS256","kid":""}', 'HS256', THIRD],
+    ['a secret of no member', '{"alg":"HS256"}', 'HS256', 'not-in-the-set'],
+  ])('leaves a token with %s to jose', async (_name, header, alg, secret) => {
+    const keys = await loadVerificationKeys(SET, false);
+    const token = hmacToken(header, '{"mode":"r"}', alg, secret);
+    expect(keys.fastPath?.(token, NOW)).toBeUndefined();
+    expect(await joseVerdict(keys, token)).toMatchObject({ ok: false });
+  });
+
+  it('is absent for a set without oct keys', async () => {
+    const keys = await loadVerificationKeys(JSON.stringify({ keys: [EC_PUBLIC] }), false);
+    expect(keys.fastPath).toBeUndefined();
+  });
+
+  it('lets authorize answer a set oct token without a Promise', async () => {
+    const auth = await createAuthenticator({ jwtSecret: SET, jwtSecretIsBase64: false });
+    const known = auth.authorize(`/chat/${hmacToken('{"alg":"HS256","kid":"a"}', `{"mode":"rw","exp":${NOW + 60}}`)}`, NOW);
+    expect(known).not.toBeInstanceOf(Promise);
+    expect(known).toMatchObject({ ok: true, grant: { channels: ['chat'], mode: 'rw' } });
   });
 });

@@ -17,6 +17,8 @@
 //  - the header is strict UTF-8 JSON, a plain object, with a string `alg` that is one of
 //    the allowed algorithms, and no `crit` or `b64` member (those go to jose);
 //  - the signature is the HMAC of `header.payload` under the secret (constant-time compare);
+//    for a JWK Set, under one of the oct keys its resolver picks for the header's `alg` and
+//    `kid` (without a kid, every oct key allowing that alg, each of which verify.ts tries);
 //  - the payload is strict UTF-8 JSON, a plain object;
 //  - `iat`, `nbf` and `exp`, when present, are numbers; nbf <= now < exp.
 
@@ -33,9 +35,46 @@ const HASH_BY_ALGORITHM: Readonly<Record<string, string>> = { HS256: 'sha256', H
 const BASE64URL_SEGMENT = /^[A-Za-z0-9_-]*$/;
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
+/** A fast path for one HMAC secret (a plain secret or a single oct JWK): the token's kid is not read. */
 export function createHmacFastPath(secret: Uint8Array, algorithms: readonly string[]): HmacFastPath {
-  const key: KeyObject = createSecretKey(secret);
-  const allowed = new Set(algorithms.filter((alg) => alg in HASH_BY_ALGORITHM));
+  const keys = [createSecretKey(secret)];
+  const allowed = new Set(algorithms.filter(isHmacAlgorithm));
+  return createFastPath((alg) => (allowed.has(alg) ? keys : NO_KEYS));
+}
+
+/**
+ * The secrets a token's header points at: its `alg` (always an HS algorithm here) and its
+ * `kid` as sent (any JSON value, or undefined). Each may have signed the token.
+ */
+export type HmacKeysFor = (alg: string, kid: unknown) => readonly Uint8Array[];
+
+/**
+ * A fast path for the oct keys of a JWK Set. `keysFor` is the set's own key-matching rule,
+ * the one its jose resolver uses, so the two cannot disagree about which key a kid picks.
+ * The token is accepted when any key returned signed it, as verify.ts accepts it when any
+ * of several matching keys verifies. Returned secrets must be the same Uint8Array objects
+ * from call to call: each is imported into a KeyObject once.
+ */
+export function createKeyedHmacFastPath(keysFor: HmacKeysFor): HmacFastPath {
+  const imported = new WeakMap<Uint8Array, KeyObject>();
+  const keyObject = (secret: Uint8Array): KeyObject => {
+    let key = imported.get(secret);
+    if (key === undefined) {
+      key = createSecretKey(secret);
+      imported.set(secret, key);
+    }
+    return key;
+  };
+  return createFastPath((alg, kid) => keysFor(alg, kid).map(keyObject));
+}
+
+const NO_KEYS: readonly KeyObject[] = [];
+
+function isHmacAlgorithm(alg: string): boolean {
+  return Object.hasOwn(HASH_BY_ALGORITHM, alg);
+}
+
+function createFastPath(keysFor: (alg: string, kid: unknown) => readonly KeyObject[]): HmacFastPath {
   return (token, nowSeconds) => {
     const segments = token.split('.');
     if (segments.length !== 3) return undefined;
@@ -47,11 +86,18 @@ export function createHmacFastPath(secret: Uint8Array, algorithms: readonly stri
     const header = parseJsonObject(headerText);
     if (header === undefined || Object.hasOwn(header, 'crit') || Object.hasOwn(header, 'b64')) return undefined;
     const alg = header.alg;
-    if (typeof alg !== 'string' || !allowed.has(alg)) return undefined;
+    if (typeof alg !== 'string' || !isHmacAlgorithm(alg)) return undefined;
+    const keys = keysFor(alg, header.kid);
+    if (keys.length === 0) return undefined;
 
-    const expected = createHmac(HASH_BY_ALGORITHM[alg] as string, key).update(`${headerText}.${payloadText}`).digest();
+    const hash = HASH_BY_ALGORITHM[alg] as string;
+    const signingInput = `${headerText}.${payloadText}`;
     const signature = Buffer.from(signatureText, 'base64url');
-    if (signature.length !== expected.length || !timingSafeEqual(signature, expected)) return undefined;
+    const signedByOneOfThem = keys.some((key) => {
+      const expected = createHmac(hash, key).update(signingInput).digest();
+      return signature.length === expected.length && timingSafeEqual(signature, expected);
+    });
+    if (!signedByOneOfThem) return undefined;
 
     const claims = parseJsonObject(payloadText);
     if (claims === undefined) return undefined;

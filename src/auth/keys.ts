@@ -4,13 +4,15 @@
 // The algorithm list is what stops algorithm confusion: an HMAC secret only ever
 // allows HS*, an asymmetric key only ever allows algorithms of its own type, and
 // `none` is never in any list. jose enforces key types as well; the list makes the
-// policy visible and rejects a wrong `alg` before any key is touched.
+// policy visible and rejects a wrong `alg` before any key is touched. In a JWK Set each
+// member keeps its own list, so a set that mixes oct and asymmetric keys still never lets
+// an HS token reach an asymmetric key, nor an RS/ES/EdDSA token reach an oct key.
 //
 // Error messages never contain the secret: they name what is wrong, not the value.
 
-import { createLocalJWKSet, importJWK } from 'jose';
+import { errors, importJWK } from 'jose';
 import type { CryptoKey, JWK, JWSHeaderParameters, JWTVerifyGetKey } from 'jose';
-import { createHmacFastPath } from './hmac-fast-path.js';
+import { createHmacFastPath, createKeyedHmacFastPath } from './hmac-fast-path.js';
 import type { HmacFastPath } from './hmac-fast-path.js';
 
 export type KeyKind = 'hmac' | 'jwk' | 'jwks';
@@ -22,7 +24,7 @@ export interface KeySource {
   readonly algorithms: readonly string[];
   /** Resolves the verification key for a token whose `alg` is already known to be allowed. */
   readonly getKey: JWTVerifyGetKey;
-  /** For HMAC secrets: a synchronous check that may accept a token before jose is asked. */
+  /** For HMAC secrets and sets with oct keys: a synchronous check that may accept a token before jose is asked. */
   readonly fastPath?: HmacFastPath;
 }
 
@@ -80,6 +82,48 @@ export function decodeBase64Secret(secret: string): Uint8Array {
 }
 
 // ---------------------------------------------------------------------------
+// Signing (`pgws token`)
+
+export interface HmacSigningKey {
+  readonly secret: Uint8Array;
+  /** The HS algorithms pgws accepts from this key: the JWK's `alg` when it names one, else all three. */
+  readonly algorithms: readonly string[];
+  /** The JWK's kid, for the token's header, so that a JWK Set's resolver picks this key. */
+  readonly kid?: string;
+}
+
+const HMAC_ONLY =
+  'pgws token signs with an HMAC secret only (a plain or base64 secret, an oct JWK, or a JWK Set holding an oct key). ' +
+  'pgws only ever verifies with a public key (a private JWK is reduced to its public half), and a public key cannot sign: ' +
+  'make tokens for this key where its private key is kept, such as your identity provider';
+
+/**
+ * The HMAC key that `pgws token` signs with: the secret itself, a single oct JWK, or the first
+ * oct key of a JWK Set that pgws verifies with. Throws an Error, never containing the secret,
+ * for a secret the daemon refuses and for asymmetric keys.
+ */
+export async function loadSigningKey(secret: string, isBase64: boolean): Promise<HmacSigningKey> {
+  // The daemon's checks first: a secret it refuses at start-up must not sign anything.
+  await loadVerificationKeys(secret, isBase64);
+  if (isBase64) return { secret: decodeBase64Secret(secret), algorithms: HMAC_ALGORITHMS };
+  if (!looksLikeJson(secret)) return { secret: new TextEncoder().encode(secret), algorithms: HMAC_ALGORITHMS };
+  const parsed = parseJsonObject(secret);
+  const isSet = Array.isArray(parsed.keys);
+  const members = Array.isArray(parsed.keys) ? parsed.keys.filter(isJsonObject) : [parsed];
+  for (const jwk of members) {
+    if (jwk.kty !== 'oct') continue;
+    // The same algorithm lists as verification, so pgws accepts whatever is signed here.
+    const [firstAlgorithm, ...more] = isSet ? setMemberAlgorithms(jwk) : algorithmsForJwk(jwk);
+    if (firstAlgorithm === undefined) continue;
+    const key = await importJWK(asJwk(jwk), firstAlgorithm);
+    if (!isSecretBytes(key)) continue; // unreachable: jose imports an oct JWK as its bytes
+    return { secret: key, algorithms: [firstAlgorithm, ...more], ...(typeof jwk.kid === 'string' ? { kid: jwk.kid } : {}) };
+  }
+  const what = isSet ? 'a JWK Set without a symmetric (oct) key that verifies signatures' : `an asymmetric (${String(parsed.kty)}) JWK`;
+  throw new Error(`PGWS_JWT_SECRET is ${what}. ${HMAC_ONLY}`);
+}
+
+// ---------------------------------------------------------------------------
 // JSON: a single JWK or a JWK Set
 
 // A secret shaped like a JSON object is treated as a key and must be a valid one. Falling
@@ -94,7 +138,7 @@ function looksLikeJson(secret: string): boolean {
 async function jsonKeySource(secret: string): Promise<KeySource> {
   const parsed = parseJsonObject(secret);
   try {
-    if (Array.isArray(parsed.keys)) return await jwkSetKeySource(parsed, parsed.keys);
+    if (Array.isArray(parsed.keys)) return await jwkSetKeySource(parsed.keys);
     if (typeof parsed.kty === 'string') return await singleJwkKeySource(parsed);
   } catch (error) {
     throw new Error(`${JSON_ERROR_PREFIX}: ${describeError(error)}`);
@@ -119,12 +163,7 @@ async function singleJwkKeySource(jwk: JsonObject): Promise<KeySource> {
   if (algorithms.length === 0) throw new Error(unusableJwkReason(jwk));
   const verificationJwk = publicPart(jwk);
   assertRsaModulusLongEnough(verificationJwk);
-  // Import once per algorithm up front: a broken key fails at start-up, not on the first
-  // client, and WebCrypto binds each imported key to one algorithm (RS256 != PS256).
-  const keysByAlgorithm = new Map<string, CryptoKey | Uint8Array>();
-  for (const alg of algorithms) {
-    keysByAlgorithm.set(alg, await importJWK(verificationJwk, alg));
-  }
+  const keysByAlgorithm = await importForEachAlgorithm(verificationJwk, algorithms);
   const getKey = (header: JWSHeaderParameters): CryptoKey | Uint8Array => {
     const key = header.alg === undefined ? undefined : keysByAlgorithm.get(header.alg);
     // Unreachable while `algorithms` is passed to jwtVerify; a guard, not a code path.
@@ -137,33 +176,100 @@ async function singleJwkKeySource(jwk: JsonObject): Promise<KeySource> {
   return { kind: 'jwk', algorithms, getKey, ...(fastPath ? { fastPath } : {}) };
 }
 
-async function jwkSetKeySource(jwks: JsonObject, members: readonly unknown[]): Promise<KeySource> {
-  const keys = members.map((member, index) => {
-    if (!isJsonObject(member)) throw new Error(`"keys" member ${index} is not an object`);
-    // jose's local JWK Set resolves public keys only; an HMAC secret belongs in a single JWK.
-    if (member.kty === 'oct') throw new Error(`"keys" member ${index} is a symmetric (oct) key; use a single JWK for it`);
-    return publicPart(member);
-  });
-  const algorithms = unique(keys.flatMap(algorithmsForJwk));
-  if (algorithms.length === 0) throw new Error('no key in the set can verify signatures');
-  await importEveryUsableKey(keys);
-  const getKey = createLocalJWKSet({ ...jwks, keys: keys.map(asJwk) });
-  return { kind: 'jwks', algorithms, getKey };
+/**
+ * Thrown by a JWK Set's resolver when several keys of the set fit a token (it has no `kid`,
+ * or members share its kid): verify.ts tries each. jose's own JWKSMultipleMatchingKeys
+ * yields CryptoKeys only, and an oct key is raw bytes, so the candidates travel as a list.
+ */
+export class MultipleMatchingKeys extends errors.JWKSMultipleMatchingKeys {
+  constructor(readonly candidates: readonly VerificationKey[]) {
+    super();
+  }
 }
 
-// createLocalJWKSet only checks the set's shape; importing each key now turns a broken
-// key into a start-up error instead of a 401 for every client that picks it.
-async function importEveryUsableKey(keys: readonly JsonObject[]): Promise<void> {
-  for (const [index, jwk] of keys.entries()) {
-    const [firstAlgorithm] = algorithmsForJwk(jwk);
-    if (firstAlgorithm === undefined) continue; // e.g. an encryption key: never picked for a signature
+type VerificationKey = CryptoKey | Uint8Array;
+
+interface SetMember {
+  /** The member's `kid` as written (a token's kid must be a string equal to it). */
+  readonly kid: unknown;
+  /** The member imported once per algorithm it may verify (WebCrypto binds a key to one). */
+  readonly keysByAlgorithm: ReadonlyMap<string, VerificationKey>;
+}
+
+// A set is resolved here, not by jose's createLocalJWKSet, for every member type alike:
+// createLocalJWKSet resolves public keys only (postgres-websockets also takes oct members),
+// and one resolver over all members means one matching rule for a mixed set. The rule is
+// jose's: a member is a candidate when the token's `alg` is one of the member's algorithms
+// and the token has no `kid` or a string `kid` equal to the member's. The per-member
+// algorithm lists are what keep an HS token away from an RSA/EC/OKP member and an RS/ES
+// token away from an oct member (no algorithm confusion). Every key is imported at
+// start-up, so a broken member is a start-up error, never a 401 for every client.
+async function jwkSetKeySource(members: readonly unknown[]): Promise<KeySource> {
+  const usable: SetMember[] = [];
+  for (const [index, member] of members.entries()) {
+    if (!isJsonObject(member)) throw new Error(`"keys" member ${index} is not an object`);
+    const jwk = publicPart(member);
+    const algorithms = setMemberAlgorithms(jwk);
+    if (algorithms.length === 0) continue; // e.g. an encryption key: never picked for a signature
     try {
       assertRsaModulusLongEnough(jwk);
-      await importJWK(asJwk(jwk), firstAlgorithm);
+      usable.push({ kid: jwk.kid, keysByAlgorithm: await importForEachAlgorithm(jwk, algorithms) });
     } catch (error) {
       throw new Error(`"keys" member ${index}: ${describeError(error)}`);
     }
   }
+  if (usable.length === 0) throw new Error('no key in the set can verify signatures');
+
+  const candidates = (alg: unknown, kid: unknown): VerificationKey[] => {
+    if (typeof alg !== 'string') return [];
+    if (kid !== undefined && typeof kid !== 'string') return [];
+    return usable.flatMap((member) => {
+      const key = member.keysByAlgorithm.get(alg);
+      return key !== undefined && (kid === undefined || kid === member.kid) ? [key] : [];
+    });
+  };
+  const getKey = (header: JWSHeaderParameters): VerificationKey => {
+    const found = candidates(header.alg, header.kid);
+    const [only] = found;
+    if (only === undefined) throw new errors.JWKSNoMatchingKey();
+    if (found.length > 1) throw new MultipleMatchingKeys(found);
+    return only;
+  };
+  const algorithms = unique(usable.flatMap((member) => [...member.keysByAlgorithm.keys()]));
+  // The oct members get the HMAC fast path, picked by the same rule as getKey.
+  const hasOctMember = usable.some((member) => [...member.keysByAlgorithm.values()].some(isSecretBytes));
+  const fastPath = hasOctMember
+    ? createKeyedHmacFastPath((alg, kid) => candidates(alg, kid).filter(isSecretBytes))
+    : undefined;
+  return { kind: 'jwks', algorithms, getKey, ...(fastPath ? { fastPath } : {}) };
+}
+
+// Imported once per algorithm up front: a broken key fails at start-up, not on the first
+// client, and WebCrypto binds each imported key to one algorithm (RS256 != PS256).
+async function importForEachAlgorithm(jwk: JsonObject, algorithms: readonly string[]): Promise<Map<string, VerificationKey>> {
+  const keysByAlgorithm = new Map<string, VerificationKey>();
+  for (const alg of algorithms) {
+    const key = await importJWK(asJwk(jwk), alg);
+    // jose takes an empty "k"; an empty HMAC key is refused as an empty plain secret is.
+    if (isSecretBytes(key) && key.length === 0) throw new Error('its "k" is empty: an HMAC key needs at least one byte');
+    keysByAlgorithm.set(alg, key);
+  }
+  return keysByAlgorithm;
+}
+
+// jose imports an oct JWK as its raw bytes, every other key type as a CryptoKey.
+function isSecretBytes(key: VerificationKey): key is Uint8Array {
+  return key instanceof Uint8Array;
+}
+
+/**
+ * algorithmsForJwk, plus jose's JWK Set rule on `key_ops`: a member whose `key_ops` lacks
+ * "verify" is never picked (a single JWK is what the operator chose, so it is not filtered).
+ */
+function setMemberAlgorithms(jwk: JsonObject): string[] {
+  const keyOps = jwk.key_ops;
+  if (keyOps !== undefined && !(Array.isArray(keyOps) && keyOps.includes('verify'))) return [];
+  return algorithmsForJwk(jwk);
 }
 
 /**

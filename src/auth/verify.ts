@@ -6,7 +6,7 @@
 import { errors, jwtVerify } from 'jose';
 import type { JWTPayload, JWTVerifyOptions } from 'jose';
 import type { Claims, Grant, Json, Mode } from '../types.js';
-import { loadVerificationKeys } from './keys.js';
+import { loadVerificationKeys, MultipleMatchingKeys } from './keys.js';
 import type { KeyKind, KeySource } from './keys.js';
 import { parseSocketPath } from './path.js';
 
@@ -102,14 +102,17 @@ async function verifyTokenWithJose(keys: KeySource, token: string, nowSeconds?: 
 
 /**
  * jwtVerify, plus the case jose leaves to the caller: a token without a `kid` that
- * several keys of a JWK Set could have signed. Each candidate is tried in turn.
+ * several keys of a JWK Set could have signed. Each candidate is tried in turn. The set's
+ * resolver (keys.ts) lists its candidates, oct keys included; jose's own JWK Set
+ * resolvers yield theirs.
  */
 async function verifyWithAnyMatchingKey(keys: KeySource, token: string, options: JWTVerifyOptions): Promise<JWTPayload> {
   try {
     return (await jwtVerify(token, keys.getKey, options)).payload;
   } catch (error) {
     if (!(error instanceof errors.JWKSMultipleMatchingKeys)) throw error;
-    for await (const candidate of error) {
+    const candidates = error instanceof MultipleMatchingKeys ? error.candidates : error;
+    for await (const candidate of candidates) {
       try {
         return (await jwtVerify(token, candidate, options)).payload;
       } catch (candidateError) {
