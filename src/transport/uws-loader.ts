@@ -4,7 +4,9 @@
 //  2. @trufflesuite/uws-js-unofficial's Node-20 binary (glibc >= 2.27, no TLS).
 //     Its binary is loaded directly: its src/uws.js silently falls back to a slow
 //     JavaScript imitation, which would hide the problem.
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import type * as UwsModule from 'uWebSockets.js';
 
 export type Uws = typeof UwsModule;
@@ -87,9 +89,21 @@ export function glibcVersion(): string | undefined {
   return report?.header?.glibcVersionRuntime;
 }
 
+/**
+ * The version in a package's package.json. Read from beside the resolved entry point, not
+ * with require('<name>/package.json'): uWebSockets.js 20.57's `exports` hides that path.
+ */
 function packageVersion(name: string): string {
   try {
-    return (require(`${name}/package.json`) as { version?: string }).version ?? 'unknown';
+    let dir = dirname(require.resolve(name));
+    for (;;) {
+      const manifest = join(dir, 'package.json');
+      // The first manifest up from the entry point that has a version (a nested one may hold only "type").
+      const version = existsSync(manifest) ? (JSON.parse(readFileSync(manifest, 'utf8')) as { version?: unknown }).version : undefined;
+      if (typeof version === 'string') return version;
+      if (dirname(dir) === dir) return 'unknown';
+      dir = dirname(dir);
+    }
   } catch {
     return 'unknown';
   }
