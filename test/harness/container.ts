@@ -1,25 +1,25 @@
-// PostgreSQL in a container via testcontainers, used only where a Docker engine
-// answers. These machines have only the docker client, so this returns undefined
-// quickly there instead of waiting on testcontainers' own discovery.
-import { existsSync } from 'node:fs';
+// PostgreSQL 17 in a container (testcontainers' PostgreSQL module), for the `pg17` vitest
+// project: the database-facing suite runs on it as well as on the embedded PostgreSQL 18.
+// vitest.config.ts adds that project only where a Docker engine answers.
 
 export interface ContainerDatabase {
   readonly uri: string;
+  readonly version: string;
   stop(): Promise<void>;
 }
 
-export async function startContainerPostgres(): Promise<ContainerDatabase | undefined> {
-  if (!process.env.DOCKER_HOST && !existsSync('/var/run/docker.sock')) return undefined;
-  try {
-    const { GenericContainer, Wait } = await import('testcontainers');
-    const container = await new GenericContainer('postgres:17-alpine')
-      .withEnvironment({ POSTGRES_PASSWORD: 'pgws' })
-      .withExposedPorts(5432)
-      .withWaitStrategy(Wait.forLogMessage(/database system is ready to accept connections/, 2))
-      .start();
-    const uri = `postgres://postgres:pgws@${container.getHost()}:${container.getMappedPort(5432)}/postgres`;
-    return { uri, stop: async () => void (await container.stop()) };
-  } catch {
-    return undefined;
-  }
+export const PG17_IMAGE = 'postgres:17';
+
+export async function startContainerPostgres(image = PG17_IMAGE): Promise<ContainerDatabase> {
+  const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
+  // Tests create databases and open many connections of their own, as they do on the embedded server.
+  // A password no log line could contain by chance (tests check that it never appears).
+  const container = await new PostgreSqlContainer(image)
+    .withUsername('postgres')
+    .withPassword('pgws-pg17-container-password')
+    .withCommand(['postgres', '-c', 'max_connections=300'])
+    .start();
+  const uri = `postgres://${container.getUsername()}:${container.getPassword()}@${container.getHost()}:${container.getPort()}/postgres`;
+  const version = (await container.exec(['postgres', '--version'])).output.trim();
+  return { uri, version, stop: async () => void (await container.stop({ timeout: 10_000 })) };
 }

