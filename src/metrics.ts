@@ -142,22 +142,9 @@ export function createMetrics(): Metrics {
     () => counts.listenerBlindMsTotal / 1000,
   );
   counter('closes_total', 'Sockets closed, by close code (sent by the server or the client)', () => closes, 'code');
-  new Gauge({
-    name: `${PREFIX}queued_frames`,
-    help: 'Frames waiting for NOTIFY now, across all sockets',
-    registers: [registry],
-    collect() {
-      this.set(counts.queuedFrames);
-    },
-  });
-  new Gauge({
-    name: `${PREFIX}queued_frames_peak`,
-    help: 'Most frames waiting for NOTIFY at once since start',
-    registers: [registry],
-    collect() {
-      this.set(counts.queuedFramesPeak);
-    },
-  });
+  const gauge = exposeGauge(registry);
+  gauge('queued_frames', 'Frames waiting for NOTIFY now, across all sockets', () => counts.queuedFrames);
+  gauge('queued_frames_peak', 'Most frames waiting for NOTIFY at once since start', () => counts.queuedFramesPeak);
   const batchSize = new Histogram({
     name: `${PREFIX}notify_batch_size`,
     help: 'Frames per NOTIFY statement',
@@ -207,22 +194,8 @@ export function createMetrics(): Metrics {
     snapshot: () => ({ ...counts, upgrades: { ...upgrades }, closes: { ...closes } }),
     registry,
     readLive(readings) {
-      new Gauge({
-        name: `${PREFIX}sockets_open`,
-        help: 'WebSockets open now',
-        registers: [registry],
-        collect() {
-          this.set(readings.socketsOpen());
-        },
-      });
-      new Gauge({
-        name: `${PREFIX}listener_up`,
-        help: '1 while the LISTEN connection is up, else 0',
-        registers: [registry],
-        collect() {
-          this.set(readings.listenerUp() ? 1 : 0);
-        },
-      });
+      gauge('sockets_open', 'WebSockets open now', () => readings.socketsOpen());
+      gauge('listener_up', '1 while the LISTEN connection is up, else 0', () => (readings.listenerUp() ? 1 : 0));
     },
     collectProcessMetrics() {
       if (processMetrics) return;
@@ -256,6 +229,20 @@ function exposeCounter(registry: Registry) {
           if (label === undefined) this.inc(delta);
           else this.inc({ [label]: value }, delta);
         }
+      },
+    });
+  };
+}
+
+/** A prom-client gauge read at scrape time. */
+function exposeGauge(registry: Registry) {
+  return (name: string, help: string, read: () => number): void => {
+    new Gauge({
+      name: `${PREFIX}${name}`,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read());
       },
     });
   };
