@@ -13,6 +13,7 @@ import { limitCloseReason } from './close-reason.js';
 import { listenAddress } from './listen-address.js';
 import { createUpgradeGate } from './upgrade-gate.js';
 import { startKeepalive, type KeptAlive } from './keepalive.js';
+import { Outbox, textFrame, type Outlet } from './outbox.js';
 import type {
   HttpAnswer,
   SendResult,
@@ -35,7 +36,6 @@ const BACKPRESSURE_GRACE_MS = 100;
 /** What a socket closed without a close frame reports (RFC 6455: 1006, never sent on the wire). */
 const CUT_CODE = 1006;
 
-const TEXT_FRAME = { binary: false, compress: false, fin: true } as const;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 export function createWsTransport<S>(options: TransportOptions, handlers: TransportHandlers<S>, tls?: TlsFiles): Transport<S> {
@@ -57,8 +57,10 @@ export function createWsTransport<S>(options: TransportOptions, handlers: Transp
 
   const gate = createUpgradeGate(options.maxConnections, options.handshakeTimeoutMs);
 
+  const outbox = new Outbox();
   const hub: Hub<S> = {
     maxBackpressureBytes: options.maxBackpressureBytes,
+    outbox,
     cut: (socket) => finish(socket, CUT_CODE, ''),
     overBackpressure: (socket, bytes) => {
       // The server closes it with 1008 and a reason; the close frame waits behind
@@ -188,9 +190,10 @@ export function createWsTransport<S>(options: TransportOptions, handlers: Transp
     publish(channel, text) {
       const subscribers = channels.get(channel);
       if (subscribers === undefined || subscribers.size === 0) return 0;
-      // Encoded once, framed per socket without a copy (server frames are not masked).
-      const data = Buffer.from(text, 'utf8');
-      for (const socket of subscribers) socket.deliver(data);
+      // Framed once for every reader (server frames are not masked); written when the tick ends.
+      const frame = textFrame(text);
+      const index = outbox.add(frame);
+      for (const socket of subscribers) outbox.queue(socket, index, frame);
       return subscribers.size;
     },
 
@@ -223,6 +226,8 @@ export function createWsTransport<S>(options: TransportOptions, handlers: Transp
 /** What a socket needs from its transport. */
 interface Hub<S> {
   readonly maxBackpressureBytes: number;
+  /** Frames waiting for the end of the tick, shared by every socket of the transport. */
+  readonly outbox: Outbox;
   /** The socket was cut: forget it now rather than when its close event comes. */
   cut(socket: WsSocket<S>): void;
   /** The socket has more than maxBackpressureBytes waiting (called once per socket). */
@@ -230,22 +235,29 @@ interface Hub<S> {
   subscribe(channel: string, socket: WsSocket<S>): void;
 }
 
-class WsSocket<S> implements TransportSocket<S>, KeptAlive {
+class WsSocket<S> implements TransportSocket<S>, KeptAlive, Outlet {
   lastInbound = Date.now();
   pingedAt: number | undefined;
   readonly channels = new Set<string>();
-  private corked = false;
+  // This tick's frames for the socket, kept by the transport's Outbox (outbox.ts).
+  outBytes = 0;
+  outFirst = 0;
+  outEnd = 0;
+  outList: Buffer[] | undefined = undefined;
   private overLimit = false;
   private checkPending = false;
 
   constructor(
     private readonly ws: WebSocket,
-    /** The TCP (or TLS) socket under ws, corked while a burst of notifications is sent. */
+    /** The TCP (or TLS) socket under ws: our frames are written to it directly. */
     private readonly raw: Duplex,
     readonly session: S,
     readonly remoteAddress: string,
     private readonly hub: Hub<S>,
   ) {}
+
+  /** Set while pgws does not read from the socket (flow control). */
+  paused = false;
 
   /** Any inbound frame counts as life, as it does for uWebSockets.js. */
   heard(): void {
@@ -254,29 +266,32 @@ class WsSocket<S> implements TransportSocket<S>, KeptAlive {
   }
 
   send(text: string): SendResult {
-    return this.deliver(text);
-  }
-
-  /**
-   * The same rule as the uws transport: a socket whose queue grows past the limit is
-   * handed to overBackpressure (the server closes it with 1008), never skipped in
-   * silence and never left to grow: once closing, it is sent nothing more.
-   */
-  deliver(data: Buffer | string): SendResult {
     if (this.ws.readyState !== WebSocket.OPEN) return 'dropped';
-    this.corkUntilTickEnds();
-    this.ws.send(data, TEXT_FRAME);
-    const buffered = this.ws.bufferedAmount;
-    if (buffered > this.hub.maxBackpressureBytes) this.checkBackpressureSoon();
-    return buffered > 0 ? 'queued' : 'sent';
+    const frame = textFrame(text);
+    this.hub.outbox.queue(this, this.hub.outbox.add(frame), frame);
+    return 'queued';
   }
 
   /**
-   * A burst is corked until the tick ends, so right after a send bufferedAmount counts
-   * the whole burst, even for a reader that keeps up. The verdict therefore waits: the
-   * next turn of the event loop (after the burst went to the kernel), then, if still
-   * over, a short grace for the reader to take it. Only a socket over the limit at both
-   * checks is slow. Memory per socket stays bounded by the limit plus that grace's traffic.
+   * Writes this tick's frames (Outbox.flush), one whole buffer per write, so a ping, pong or
+   * close frame that ws writes to the same socket never lands inside one of them. A socket
+   * that is closing or closed gets nothing. The same rule as the uws transport: a socket
+   * whose queue grows past the limit is handed to overBackpressure (the server closes it
+   * with 1008), never skipped in silence and never left to grow.
+   */
+  flush(bytes: Buffer): void {
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    this.raw.write(bytes);
+    // ws's bufferedAmount is the raw socket's writable length: what the kernel did not take.
+    if (this.ws.bufferedAmount > this.hub.maxBackpressureBytes) this.checkBackpressureSoon();
+  }
+
+  /**
+   * A tick's burst leaves in one write, so right after it bufferedAmount can count most
+   * of the burst, even for a reader that keeps up. The verdict therefore waits: the next
+   * turn of the event loop (the kernel has taken what it can), then, if still over, a
+   * short grace for the reader to take it. Only a socket over the limit at both checks is
+   * slow. Memory per socket stays bounded by the limit plus that grace's traffic.
    */
   private checkBackpressureSoon(): void {
     if (this.checkPending || this.overLimit) return;
@@ -302,23 +317,13 @@ class WsSocket<S> implements TransportSocket<S>, KeptAlive {
     return this.bufferedAmount() > this.hub.maxBackpressureBytes;
   }
 
-  /**
-   * Notifications come in bursts (postgres.js emits every one of a read in one go). Writing
-   * each frame on its own costs a syscall and a TCP segment per frame; corked, a burst leaves
-   * in one write per socket, as uWebSockets.js does with its own corking.
-   */
-  private corkUntilTickEnds(): void {
-    if (this.corked) return;
-    this.corked = true;
-    this.raw.cork();
-    process.nextTick(() => {
-      this.corked = false;
-      this.raw.uncork();
-    });
-  }
-
   close(code: CloseCode, reason: string): void {
     if (this.ws.readyState !== WebSocket.OPEN) return;
+    // Read again, or the client's answering close frame would never be seen.
+    this.resume();
+    // What this tick published to it goes first, as it would have without the outbox.
+    const queued = this.hub.outbox.take(this);
+    if (queued !== undefined) this.raw.write(queued);
     this.ws.close(code, limitCloseReason(reason));
   }
 
@@ -328,8 +333,27 @@ class WsSocket<S> implements TransportSocket<S>, KeptAlive {
     this.hub.subscribe(channel, this);
   }
 
+  /** Written but not yet taken by the kernel, plus what this tick queued. */
   bufferedAmount(): number {
-    return this.ws.readyState === WebSocket.OPEN ? this.ws.bufferedAmount : 0;
+    return this.ws.readyState === WebSocket.OPEN ? this.ws.bufferedAmount + this.outBytes : 0;
+  }
+
+  /**
+   * ws pauses the net.Socket under it: the kernel's buffers fill and TCP stops the client.
+   * Frames ws has already read are still emitted.
+   */
+  pause(): boolean {
+    if (this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.pause();
+    this.paused = true;
+    return true;
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.heard();
+    this.ws.resume();
   }
 
   ping(): void {
