@@ -27,8 +27,10 @@ export interface MetricsSnapshot {
   readonly notifyBatches: number;
   /** Frames whose NOTIFY failed (socket closed with 1011). */
   readonly framesFailed: number;
-  /** Frames refused because their socket's queue was full (socket closed with 1013). */
+  /** Sockets closed 1013: more held than PGWS_MAX_QUEUED_MESSAGES x PGWS_MAX_MESSAGE_SIZE while the database caught up. */
   readonly framesRefusedQueueFull: number;
+  /** Times reading from a socket was paused because its queue was full (flow control). */
+  readonly pauses: number;
   /** Sockets closed for sending faster than PGWS_MAX_MESSAGES_PER_SECOND (1008). */
   readonly rateLimited: number;
   /** Sockets closed for not reading (over PGWS_MAX_BACKPRESSURE, 1008). */
@@ -53,6 +55,7 @@ export interface MetricsSnapshot {
 export interface LiveReadings {
   socketsOpen(): number;
   listenerUp(): boolean;
+  socketsPaused(): number;
 }
 
 export interface Metrics {
@@ -64,6 +67,7 @@ export interface Metrics {
   /** One NOTIFY batch finished: how many frames, whether it committed, how long it took. */
   markBatch(frames: number, ok: boolean, seconds: number): void;
   markQueueFull(): void;
+  markPaused(): void;
   markRateLimited(): void;
   markSlowReader(): void;
   markListenerLost(): void;
@@ -95,6 +99,7 @@ export function createMetrics(): Metrics {
     notifyBatches: 0,
     framesFailed: 0,
     framesRefusedQueueFull: 0,
+    pauses: 0,
     rateLimited: 0,
     slowReadersClosed: 0,
     connectionsRefused: 0,
@@ -131,7 +136,12 @@ export function createMetrics(): Metrics {
     () => ({ committed: counts.framesNotified, failed: counts.framesFailed }),
     'result',
   );
-  counter('queue_full_closes_total', 'Sockets closed 1013: too many frames waiting for the database', () => counts.framesRefusedQueueFull);
+  counter('flow_pauses_total', 'Times pgws stopped reading from a socket because its queue was full (flow control)', () => counts.pauses);
+  counter(
+    'queue_full_closes_total',
+    'Sockets closed 1013: more held than PGWS_MAX_QUEUED_MESSAGES x PGWS_MAX_MESSAGE_SIZE characters while the database caught up',
+    () => counts.framesRefusedQueueFull,
+  );
   counter('rate_limit_closes_total', 'Sockets closed 1008 for PGWS_MAX_MESSAGES_PER_SECOND', () => counts.rateLimited);
   counter('slow_reader_closes_total', 'Sockets closed 1008 for PGWS_MAX_BACKPRESSURE', () => counts.slowReadersClosed);
   counter('listener_lost_total', 'Times the LISTEN connection was lost', () => counts.listenerLost);
@@ -178,6 +188,7 @@ export function createMetrics(): Metrics {
       batchSeconds.observe(seconds);
     },
     markQueueFull: () => void (counts.framesRefusedQueueFull += 1),
+    markPaused: () => void (counts.pauses += 1),
     markRateLimited: () => void (counts.rateLimited += 1),
     markSlowReader: () => void (counts.slowReadersClosed += 1),
     markListenerLost: () => void (counts.listenerLost += 1),
@@ -196,6 +207,7 @@ export function createMetrics(): Metrics {
     readLive(readings) {
       gauge('sockets_open', 'WebSockets open now', () => readings.socketsOpen());
       gauge('listener_up', '1 while the LISTEN connection is up, else 0', () => (readings.listenerUp() ? 1 : 0));
+      gauge('sockets_paused', 'Sockets pgws is not reading from now, until their queue drains (flow control)', () => readings.socketsPaused());
     },
     collectProcessMetrics() {
       if (processMetrics) return;

@@ -212,7 +212,7 @@ export const OPTIONS: { readonly [K in keyof Config]: OptionSpec<K> } = {
     flag: '--max-queued-messages <n>',
     default: '256',
     parse: integer(1),
-    doc: 'frames one socket may have waiting for the database; one more closes it with 1013 rather than let memory grow. Default 256: several batches of headroom for a fast writer, at most 2 MB per socket',
+    doc: 'frames one socket may have waiting for the database; at this many pgws stops reading from the socket (TCP then slows the client down) until half are sent. Where reading cannot stop (uws), frames are held meanwhile up to this many times PGWS_MAX_MESSAGE_SIZE characters, then 1013. Default 256: several batches of headroom for a fast writer',
     secret: false,
   },
   certificateFile: {

@@ -1,8 +1,10 @@
 // The routing rules of PROTOCOL.md §2-4, and nothing else: which channel a
-// notification goes to, what envelope a frame becomes, what a socket may do.
+// notification goes to, what envelope a frame becomes, what a socket may do, and how
+// fast a socket's frames are taken in (flow control: see onFrame).
 // It knows sockets only through TransportSocket and the database only through
 // the Notifier interface, so it is tested without either engine.
 import { createNotifyBatcher, NotifyTimeoutError } from './db/batcher.js';
+import { Fifo } from './fifo.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { createRateLimiter, type RateLimiter } from './rate.js';
@@ -25,6 +27,12 @@ export interface RelayNotifier {
   notifyAll(channel: string, payloads: readonly string[]): Promise<void>;
 }
 
+/** A frame taken from a socket while its queue was full, with the time it arrived. */
+interface HeldFrame {
+  readonly text: string;
+  readonly at: number;
+}
+
 /** What pgws keeps per socket. */
 export interface Session {
   readonly grant: Grant;
@@ -32,6 +40,12 @@ export interface Session {
   failed: boolean;
   readonly rate: RateLimiter;
   expiry: Timer | undefined;
+  /** Frames that arrived while the socket's queue was full, oldest first, waiting for room. */
+  readonly held: Fifo<HeldFrame>;
+  /** UTF-16 code units of the held frames' text (what they cost in memory, roughly halved). */
+  heldChars: number;
+  /** Reading from the socket is paused until its queue drains (flow control). */
+  paused: boolean;
 }
 
 export interface RelayOptions {
@@ -44,10 +58,21 @@ export interface RelayOptions {
   readonly now?: () => number;
   /** NOTIFY batches in flight at once; the pool size (default 1). */
   readonly concurrency?: number;
-  /** Frames one socket may have waiting for NOTIFY; one more closes it with 1013 (default 256). */
+  /**
+   * Frames one socket may have waiting for NOTIFY (default 256): at this many, pgws stops
+   * reading from the socket, and reads again once fewer than half are left.
+   */
   readonly maxQueuedFrames?: number;
+  /**
+   * Characters of frames a socket may have held beyond its queue (default 256 x 7999): what
+   * arrives after reading stopped (the rest of one read), or everything the socket sends
+   * while the database catches up where the transport cannot stop reading. Over it: 1013.
+   */
+  readonly maxHeldChars?: number;
   /** Frames per second one socket may send; over it, closed with 1008. 0 = no limit (default). */
   readonly maxMessagesPerSecond?: number;
+  /** A NOTIFY batch not answered within this fails the frames in it (1011); default 5000 ms. */
+  readonly notifyTimeoutMs?: number;
   readonly metrics?: Metrics;
 }
 
@@ -59,23 +84,115 @@ export interface Relay {
   onClose(socket: TransportSocket<Session>, code: number): void;
   /** Resolves once every accepted frame was NOTIFYed or failed (for an orderly stop). */
   idle(): Promise<void>;
+  /** Sockets whose reading is paused now. */
+  pausedSockets(): number;
 }
 
 export const DEFAULT_MAX_QUEUED_FRAMES = 256;
+const DEFAULT_MAX_HELD_CHARS = DEFAULT_MAX_QUEUED_FRAMES * (NOTIFY_PAYLOAD_LIMIT - 1);
+
+type Socket = TransportSocket<Session>;
 
 export function createRelay(opts: RelayOptions): Relay {
   const now = opts.now ?? ((): number => Date.now() / 1000);
   const maxQueued = opts.maxQueuedFrames ?? DEFAULT_MAX_QUEUED_FRAMES;
+  const maxHeldChars = opts.maxHeldChars ?? DEFAULT_MAX_HELD_CHARS;
   const metrics = opts.metrics;
-  const batcher = createNotifyBatcher<Session>({
+  let paused = 0;
+  // The socket owns its frames in the batcher: per-socket order, and a way back to the
+  // socket when its queue goes down.
+  const batcher = createNotifyBatcher<Socket>({
     send: (payloads) => opts.notifier.notifyAll(opts.listenChannel, payloads),
     concurrency: Math.max(1, opts.concurrency ?? 1),
+    ...(opts.notifyTimeoutMs === undefined ? {} : { timeoutMs: opts.notifyTimeoutMs }),
     onBatch: (frames, ok, seconds) => metrics?.markBatch(frames, ok, seconds),
     onQueued: (frames) => metrics?.markQueued(frames),
+    // After a failed batch the socket is about to be closed 1011 (its frames' rejections run
+    // next): nothing held may follow the failed frames into the database.
+    onSettled: (socket, ok) => {
+      if (ok) takeHeld(socket);
+      else dropHeld(socket.session);
+    },
   });
 
-  function sendEnvelopes(session: Session, payloads: readonly string[]): Promise<void> {
-    return batcher.push(session, payloads);
+  function sendEnvelopes(socket: Socket, payloads: readonly string[]): Promise<void> {
+    return batcher.push(socket, payloads);
+  }
+
+  /** A frame's envelopes go to the batcher, or the socket is closed 1009 (envelope too big) or 1011 (NOTIFY failed). */
+  function enqueue(socket: Socket, frame: HeldFrame): void {
+    const { session } = socket;
+    const { grant } = session;
+    const claims = stampClaims(grant.claims, frame.at);
+    const payloads = grant.channels.map((channel) => encodeEnvelope({ event: 'WebsocketMessage', channel, payload: frame.text, claims }));
+    const biggest = Math.max(...payloads.map((p) => Buffer.byteLength(p)));
+    if (biggest >= NOTIFY_PAYLOAD_LIMIT) {
+      // Frames held behind this one came after it: they go with it.
+      dropHeld(session);
+      fail(socket, Close.TooBig, `Message too big: its NOTIFY envelope is ${biggest} bytes, the limit is ${NOTIFY_PAYLOAD_LIMIT - 1}`);
+      return;
+    }
+    sendEnvelopes(socket, payloads).catch((err: unknown) => {
+      if (session.failed) return;
+      opts.log.error(
+        { channels: grant.channels, remote: socket.remoteAddress, err: errorText(err) },
+        'NOTIFY failed; closing the socket so the client knows its message was not delivered',
+      );
+      // A timed-out NOTIFY may still commit: say so rather than claim it was not delivered.
+      const reason =
+        err instanceof NotifyTimeoutError ? 'Database timeout: message may not have been delivered' : 'Database error: message not delivered';
+      fail(socket, Close.ServerError, reason, true);
+    });
+  }
+
+  /**
+   * Flow control: a frame that finds its socket's queue full is held, and reading from the
+   * socket stops, so TCP slows the client down instead of pgws refusing it. What still
+   * arrives is the rest of the read in progress. On a transport that cannot stop reading
+   * (uWebSockets.js has no pause for WebSockets), everything the client sends meanwhile is
+   * held; past maxHeldChars the socket is closed 1013, the one case flow control cannot fix.
+   */
+  function hold(socket: Socket, frame: HeldFrame): void {
+    const { session } = socket;
+    if (session.heldChars + frame.text.length > maxHeldChars) {
+      metrics?.markQueueFull();
+      opts.log.warn(
+        { channels: session.grant.channels, remote: socket.remoteAddress, held: session.held.length, heldChars: session.heldChars },
+        'socket sent more than it may have held while the database caught up; closing it',
+      );
+      fail(socket, Close.TryAgainLater, `Too many messages waiting for the database (${session.held.length} held): later ones were not delivered`);
+      return;
+    }
+    session.held.push(frame);
+    session.heldChars += frame.text.length;
+  }
+
+  /** As the socket's queue goes down: held frames move into it, and reading resumes below half. */
+  function takeHeld(socket: Socket): void {
+    const { session } = socket;
+    while (session.held.length > 0 && batcher.pending(socket) < maxQueued) {
+      const frame = session.held.shift() as HeldFrame;
+      session.heldChars -= frame.text.length;
+      enqueue(socket, frame);
+    }
+    if (session.paused && session.held.length === 0 && batcher.pending(socket) < maxQueued / 2) {
+      session.paused = false;
+      paused -= 1;
+      socket.resume();
+    }
+  }
+
+  function pause(socket: Socket): void {
+    const { session } = socket;
+    if (session.paused || !socket.pause()) return;
+    session.paused = true;
+    paused += 1;
+    metrics?.markPaused();
+  }
+
+  function dropHeld(session: Session): void {
+    session.held.clear();
+    session.heldChars = 0;
   }
 
   /**
@@ -88,7 +205,10 @@ export function createRelay(opts: RelayOptions): Relay {
     const { session } = socket;
     if (session.failed) return;
     session.failed = true;
-    if (dropQueued) batcher.drop(session, new Error(reason));
+    if (dropQueued) {
+      batcher.drop(socket, new Error(reason));
+      dropHeld(session);
+    }
     socket.close(code, reason);
   }
 
@@ -101,14 +221,22 @@ export function createRelay(opts: RelayOptions): Relay {
       opts.log.warn({ event, bytes: Buffer.byteLength(text) }, 'meta event not sent: its envelope is over the 8000-byte NOTIFY limit');
       return;
     }
-    sendEnvelopes(socket.session, [text]).catch((err: unknown) => {
+    sendEnvelopes(socket, [text]).catch((err: unknown) => {
       opts.log.error({ event, err: errorText(err) }, 'meta event could not be sent');
     });
   }
 
   return {
     newSession(grant) {
-      return { grant, failed: false, expiry: undefined, rate: createRateLimiter(opts.maxMessagesPerSecond ?? 0) };
+      return {
+        grant,
+        failed: false,
+        expiry: undefined,
+        rate: createRateLimiter(opts.maxMessagesPerSecond ?? 0),
+        held: new Fifo<HeldFrame>(),
+        heldChars: 0,
+        paused: false,
+      };
     },
 
     onNotification(dbChannel, payload) {
@@ -131,50 +259,38 @@ export function createRelay(opts: RelayOptions): Relay {
       const { session } = socket;
       const { grant } = session;
       if (grant.mode === 'r' || session.failed) return;
+      // A policy, not a load: over it the socket is closed whatever flow control could do.
       if (!session.rate.take()) {
         metrics?.markRateLimited();
         opts.log.warn({ channels: grant.channels, remote: socket.remoteAddress }, 'socket over its message rate; closing it');
         fail(socket, Close.PolicyViolation, `Rate limit: more than ${opts.maxMessagesPerSecond ?? 0} messages per second`);
         return;
       }
-      if (batcher.pending(session) >= maxQueued) {
-        // The database is not keeping up with this socket. Refusing is the only
-        // way to keep memory bounded; the close tells the client to slow down.
-        metrics?.markQueueFull();
-        opts.log.warn({ channels: grant.channels, remote: socket.remoteAddress, queued: maxQueued }, 'socket queue full; closing it');
-        fail(socket, Close.TryAgainLater, `Too many messages waiting for the database (${maxQueued}): later ones were not delivered`);
-        return;
-      }
-      const at = now();
-      const claims = stampClaims(grant.claims, at);
-      const payloads = grant.channels.map((channel) =>
-        encodeEnvelope({ event: 'WebsocketMessage', channel, payload: text, claims }),
-      );
-      const biggest = Math.max(...payloads.map((p) => Buffer.byteLength(p)));
-      if (biggest >= NOTIFY_PAYLOAD_LIMIT) {
-        fail(socket, Close.TooBig, `Message too big: its NOTIFY envelope is ${biggest} bytes, the limit is ${NOTIFY_PAYLOAD_LIMIT - 1}`);
-        return;
-      }
-      sendEnvelopes(session, payloads).catch((err: unknown) => {
-        if (session.failed) return;
-        opts.log.error(
-          { channels: grant.channels, remote: socket.remoteAddress, err: errorText(err) },
-          'NOTIFY failed; closing the socket so the client knows its message was not delivered',
-        );
-        // A timed-out NOTIFY may still commit: say so rather than claim it was not delivered.
-        const reason =
-          err instanceof NotifyTimeoutError ? 'Database timeout: message may not have been delivered' : 'Database error: message not delivered';
-        fail(socket, Close.ServerError, reason, true);
-      });
+      const frame: HeldFrame = { text, at: now() };
+      if (session.held.length === 0 && batcher.pending(socket) < maxQueued) enqueue(socket, frame);
+      else hold(socket, frame);
+      if (!session.failed && batcher.pending(socket) >= maxQueued) pause(socket);
     },
 
     onClose(socket, code) {
-      socket.session.expiry?.cancel();
+      const { session } = socket;
+      session.expiry?.cancel();
+      // Frames the socket sent before it closed still go out, after what was queued.
+      while (session.held.length > 0) {
+        const frame = session.held.shift() as HeldFrame;
+        session.heldChars -= frame.text.length;
+        enqueue(socket, frame);
+      }
+      if (session.paused) {
+        session.paused = false;
+        paused -= 1;
+      }
       opts.log.debug({ code, channels: socket.session.grant.channels }, 'socket closed');
       metaEvent(socket, 'ConnectionClose');
     },
 
     idle: () => batcher.idle(),
+    pausedSockets: () => paused,
   };
 }
 

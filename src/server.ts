@@ -49,6 +49,8 @@ export interface StartOptions {
   readonly log?: Logger;
   /** Overrides IDLE_TIMEOUT_SECONDS, so keep-alive tests need not wait half a minute. */
   readonly idleTimeoutSeconds?: number;
+  /** Overrides the 5 s NOTIFY timeout, so a test can stall the database longer than an idle timeout. */
+  readonly notifyTimeoutMs?: number;
 }
 
 /** Stops of the parts started so far; run() calls them last-started first, once. */
@@ -143,7 +145,10 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       log,
       concurrency: config.poolSize,
       maxQueuedFrames: config.maxQueuedMessages,
+      // The most one socket may have held beyond its queue: as many frames again, each of the largest size.
+      maxHeldChars: config.maxQueuedMessages * config.maxMessageSize,
       maxMessagesPerSecond: config.maxMessagesPerSecond,
+      ...(options.notifyTimeoutMs === undefined ? {} : { notifyTimeoutMs: options.notifyTimeoutMs }),
       metrics,
     });
     relay = activeRelay;
@@ -153,7 +158,11 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       await Promise.race([activeRelay.idle(), delay(STOP_FLUSH_MS, flushed.signal)]);
       flushed.abort();
     });
-    metrics.readLive({ socketsOpen: () => activeTransport.socketCount(), listenerUp: () => listener.isReady() });
+    metrics.readLive({
+      socketsOpen: () => activeTransport.socketCount(),
+      listenerUp: () => listener.isReady(),
+      socketsPaused: () => activeRelay.pausedSockets(),
+    });
 
     const port = await activeTransport.listen();
     teardown.push(() => activeTransport.shutdown(Close.GoingAway, 'server shutting down'));

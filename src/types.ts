@@ -42,7 +42,7 @@ export interface Config {
   readonly handshakeTimeout: number;
   /** Frames per second one socket may send; over it, closed with 1008. 0 = no limit. */
   readonly maxMessagesPerSecond: number;
-  /** Frames one socket may have waiting for NOTIFY; one more closes it with 1013. */
+  /** Frames one socket may have waiting for NOTIFY; at this many pgws stops reading from it (flow control). */
   readonly maxQueuedMessages: number;
   readonly certificateFile: string | undefined;
   readonly keyFile: string | undefined;

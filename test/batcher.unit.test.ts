@@ -111,3 +111,31 @@ describe('notify batcher', () => {
     expect(b.size()).toBe(0);
   });
 });
+
+describe('notify batcher: a failure stops the owner', () => {
+  it('fails the frames an owner queued behind a failed batch at once, so none of them is sent after it', async () => {
+    const gate = gatedSender();
+    const settled: [string, boolean][] = [];
+    const b = createNotifyBatcher<string>({ send: gate.send, concurrency: 4, onSettled: (owner, ok) => void settled.push([owner, ok]) });
+    const first = b.push('a', ['a1']);
+    await turn();
+    const behind = [b.push('a', ['a2']), b.push('a', ['a3'])];
+    const other = b.push('z', ['z1']);
+    await turn();
+    expect(gate.batches).toEqual([['a1'], ['z1']]);
+    gate.release(new Error('database down'));
+    await expect(first).rejects.toThrow('database down');
+    for (const frame of behind) await expect(frame).rejects.toThrow('database down');
+    gate.release();
+    await other;
+    await turn();
+    // a2 and a3 were never sent: the database would have had them without a1.
+    expect(gate.batches).toEqual([['a1'], ['z1']]);
+    expect(settled).toEqual([
+      ['a', false],
+      ['z', true],
+    ]);
+    expect(b.size()).toBe(0);
+    expect(b.pending('a')).toBe(0);
+  });
+});

@@ -131,20 +131,29 @@ describe('routeNotification equals the JSON.parse rule on tricky payloads (guard
 interface FakeSocket extends TransportSocket<Session> {
   readonly subscribed: string[];
   readonly closedWith: { code: number; reason: string }[];
+  /** 'pause' and 'resume' calls, in order. */
+  readonly flow: string[];
 }
 
-function fakeSocket(session: Session): FakeSocket {
+function fakeSocket(session: Session, { canPause = true } = {}): FakeSocket {
   const subscribed: string[] = [];
   const closedWith: { code: number; reason: string }[] = [];
+  const flow: string[] = [];
   return {
     session,
     remoteAddress: '127.0.0.1',
     subscribed,
     closedWith,
+    flow,
     send: (): SendResult => 'sent',
     close: (code, reason) => void closedWith.push({ code, reason }),
     subscribe: (channel) => void subscribed.push(channel),
     bufferedAmount: () => 0,
+    pause: () => {
+      if (canPause) flow.push('pause');
+      return canPause;
+    },
+    resume: () => void flow.push('resume'),
   };
 }
 
@@ -246,5 +255,117 @@ describe('relay', () => {
       { event: 'ConnectionOpen', channel: 'meta', payload: 'a,b', claims: { mode: 'r', role: 'x', message_delivered_at: 1700000000.5 } },
       { event: 'ConnectionClose', channel: 'meta', payload: 'a,b', claims: { mode: 'r', role: 'x', message_delivered_at: 1700000000.5 } },
     ]);
+  });
+});
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve = (): void => undefined;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+/** A notifier whose statements wait until released, as a slow database makes them. */
+function gatedSetup(options: { maxQueuedFrames: number; maxHeldChars?: number }) {
+  const sent: string[] = [];
+  let gate = deferred();
+  let failing = false;
+  const relay = createRelay({
+    listenChannel: 'listen',
+    metaChannel: undefined,
+    notifier: {
+      notifyAll: async (_channel, payloads) => {
+        await gate.promise;
+        if (failing) throw new Error('database down');
+        sent.push(...payloads.map((p) => (JSON.parse(p) as { payload: string }).payload));
+      },
+    },
+    publish: () => undefined,
+    log: createLogger('silent'),
+    now: () => 1700000000.5,
+    ...options,
+  });
+  return {
+    relay,
+    sent,
+    /** Lets every statement waiting now (and the next ones) through. */
+    open(): void {
+      gate.resolve();
+    },
+    close(): void {
+      gate = deferred();
+    },
+    failNext(): void {
+      failing = true;
+      gate.resolve();
+    },
+  };
+}
+
+const frames = (n: number, from = 0): string[] => Array.from({ length: n }, (_, i) => `f${from + i}`);
+
+/** Until the relay has nothing queued or in flight, turn by turn (batches chain on setImmediate). */
+async function drained(relay: ReturnType<typeof createRelay>): Promise<void> {
+  await relay.idle();
+  await settle();
+}
+
+describe('flow control', () => {
+  it('stops reading at the queue limit, holds what still arrives, and reads again below half: nothing refused, order kept', async () => {
+    const db = gatedSetup({ maxQueuedFrames: 4 });
+    const socket = fakeSocket(db.relay.newSession(grant('w', ['a'])));
+    for (const text of frames(10)) db.relay.onFrame(socket, text);
+    expect(socket.flow).toEqual(['pause']);
+    expect(db.relay.pausedSockets()).toBe(1);
+    expect(socket.session.held.length).toBe(6);
+    db.open();
+    await drained(db.relay);
+    expect(db.sent).toEqual(frames(10));
+    expect(socket.flow).toEqual(['pause', 'resume']);
+    expect(db.relay.pausedSockets()).toBe(0);
+    expect(socket.closedWith).toEqual([]);
+  });
+
+  it('where the transport cannot stop reading, holds frames up to the limit, then closes 1013; what came before still goes out', async () => {
+    const db = gatedSetup({ maxQueuedFrames: 2, maxHeldChars: 10 });
+    const socket = fakeSocket(db.relay.newSession(grant('w', ['a'])), { canPause: false });
+    // 2 queued, then held: f2..f6 are 10 characters, f7 would make 12.
+    for (const text of frames(9)) db.relay.onFrame(socket, text);
+    expect(socket.flow).toEqual([]);
+    expect(socket.closedWith).toEqual([{ code: 1013, reason: 'Too many messages waiting for the database (5 held): later ones were not delivered' }]);
+    db.open();
+    await drained(db.relay);
+    expect(db.sent).toEqual(frames(7));
+  });
+
+  it('a held frame whose envelope is too big closes 1009: the frames before it go out, it and those after do not', async () => {
+    const db = gatedSetup({ maxQueuedFrames: 2 });
+    const socket = fakeSocket(db.relay.newSession(grant('w', ['a'])));
+    for (const text of [...frames(3), 'x'.repeat(7990), ...frames(2, 3)]) db.relay.onFrame(socket, text);
+    db.open();
+    await drained(db.relay);
+    expect(db.sent).toEqual(frames(3));
+    expect(socket.closedWith.map((c) => c.code)).toEqual([1009]);
+  });
+
+  it('a failed NOTIFY while paused closes 1011 and forgets the held frames', async () => {
+    const db = gatedSetup({ maxQueuedFrames: 2 });
+    const socket = fakeSocket(db.relay.newSession(grant('w', ['a'])));
+    for (const text of frames(6)) db.relay.onFrame(socket, text);
+    db.failNext();
+    await drained(db.relay);
+    expect(db.sent).toEqual([]);
+    expect(socket.closedWith.map((c) => c.code)).toEqual([1011]);
+    expect(socket.session.held.length).toBe(0);
+  });
+
+  it('frames held when the client closes still go out, in order', async () => {
+    const db = gatedSetup({ maxQueuedFrames: 2 });
+    const socket = fakeSocket(db.relay.newSession(grant('w', ['a'])));
+    for (const text of frames(7)) db.relay.onFrame(socket, text);
+    db.relay.onClose(socket, 1000);
+    expect(db.relay.pausedSockets()).toBe(0);
+    db.open();
+    await drained(db.relay);
+    expect(db.sent).toEqual(frames(7));
   });
 });

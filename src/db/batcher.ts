@@ -6,7 +6,9 @@
 //  - A frame's payloads (one per channel) stay together in one batch: one
 //    statement is one transaction, so a frame is delivered whole or not at all.
 //  - Per-owner (per-socket) order: an owner has at most one batch in flight, and
-//    its frames join batches in the order they arrived.
+//    its frames join batches in the order they arrived. When a batch fails, the frames
+//    its owners queued behind it fail with it, at once: sent later, after the database
+//    came back, they would commit while the failed ones did not, a gap no one is told of.
 //  - Never two identical payloads in one batch: PostgreSQL folds identical
 //    NOTIFYs on one channel within a transaction, which would lose one in silence.
 //  - Bounded: the caller asks pending(owner) before pushing and refuses beyond
@@ -17,7 +19,7 @@ export interface BatchSender {
   (payloads: readonly string[]): Promise<void>;
 }
 
-export interface NotifyBatcherOptions {
+export interface NotifyBatcherOptions<O> {
   readonly send: BatchSender;
   /** Batches in flight at once (the NOTIFY pool size: more would only wait for a connection). */
   readonly concurrency: number;
@@ -33,6 +35,12 @@ export interface NotifyBatcherOptions {
   readonly onBatch?: (frames: number, ok: boolean, seconds: number) => void;
   /** Called when the number of waiting frames changes (for a peak gauge). */
   readonly onQueued?: (frames: number) => void;
+  /**
+   * Called once per owner of a finished batch, after its frames settled and its count
+   * went down: the moment an owner held back by its queue limit may go on (`ok`), or must
+   * not (the batch failed, and every frame it had queued failed with it).
+   */
+  readonly onSettled?: (owner: O, ok: boolean) => void;
 }
 
 export interface NotifyBatcher<O> {
@@ -73,7 +81,7 @@ export class NotifyTimeoutError extends Error {
   }
 }
 
-export function createNotifyBatcher<O>(opts: NotifyBatcherOptions): NotifyBatcher<O> {
+export function createNotifyBatcher<O>(opts: NotifyBatcherOptions<O>): NotifyBatcher<O> {
   const maxPayloads = opts.maxBatchPayloads ?? DEFAULT_MAX_BATCH_PAYLOADS;
   const maxBytes = opts.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
   const owners = new Map<O, OwnerQueue>();
@@ -159,14 +167,22 @@ export function createNotifyBatcher<O>(opts: NotifyBatcherOptions): NotifyBatche
       if (failure) unit.reject(failure);
       else unit.resolve();
     }
+    let settled = batch.units.length;
     for (const owner of batch.owners) {
       const queue = owners.get(owner);
       if (!queue) continue;
       queue.inFlight = 0;
+      if (failure) {
+        // Before pump() can send them: frames behind a failed one never overtake it.
+        const behind = queue.units.splice(0);
+        for (const unit of behind) unit.reject(failure);
+        settled += behind.length;
+      }
       if (queue.units.length > 0) ready.add(owner);
       else owners.delete(owner);
     }
-    changed(-batch.units.length);
+    changed(-settled);
+    for (const owner of batch.owners) opts.onSettled?.(owner, failure === undefined);
     pump();
   }
 

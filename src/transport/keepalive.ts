@@ -27,6 +27,8 @@ export interface KeptAlive {
   lastInbound: number;
   /** Time (ms) of the unanswered ping, if one is out. */
   pingedAt: number | undefined;
+  /** pgws is not reading from it (flow control): its silence is ours, never a reason to cut it. */
+  readonly paused: boolean;
   ping(): void;
   /** Cut the connection without a close frame, as uWebSockets.js does on timeout. */
   cut(): void;
@@ -44,7 +46,10 @@ export function startKeepalive(idleTimeoutSeconds: number, sockets: () => Iterab
   const interval = setInterval(() => {
     const now = Date.now();
     for (const socket of sockets()) {
-      if (socket.pingedAt !== undefined) {
+      if (socket.paused) {
+        socket.lastInbound = now;
+        socket.pingedAt = undefined;
+      } else if (socket.pingedAt !== undefined) {
         if (now - socket.pingedAt >= answerWithinSeconds * 1000) socket.cut();
       } else if (now - socket.lastInbound >= pingAfterSeconds * 1000) {
         socket.pingedAt = now;

@@ -40,6 +40,14 @@ export interface TransportSocket<S> {
   close(code: CloseCode, reason: string): void;
   subscribe(channel: string): void;
   bufferedAmount(): number;
+  /**
+   * Stop reading from the socket (flow control): TCP then slows the client down. Frames
+   * already read still arrive. Returns false where the engine cannot stop reading.
+   * While paused, the socket is never closed as idle: pgws is the side not reading.
+   */
+  pause(): boolean;
+  /** Read from the socket again. Safe on a socket that is not paused or is closed. */
+  resume(): void;
   readonly remoteAddress: string;
 }
 

@@ -1,6 +1,6 @@
 // The uWebSockets.js transport: WebSockets and HTTP on one port, fan-out through
 // uWS's C++ topics (one topic per channel), so publishing never loops in JavaScript.
-import type { HttpResponse, TemplatedApp, WebSocket, us_listen_socket } from 'uWebSockets.js';
+import type { HttpResponse, TemplatedApp, WebSocket, us_listen_socket, us_socket_context_t } from 'uWebSockets.js';
 import { Close, type CloseCode } from '../types.js';
 import { limitCloseReason } from './close-reason.js';
 import { listenAddress } from './listen-address.js';
@@ -24,7 +24,8 @@ export interface TlsFiles {
 /** Per-socket state kept in uWS's user data. */
 interface UserData<S> {
   session: S;
-  remoteAddress: string;
+  /** The client's address if the upgrade already read it; else the socket reads it when asked. */
+  remoteAddress: string | undefined;
   closed: boolean;
   handle: UwsSocket<S> | undefined;
 }
@@ -73,6 +74,20 @@ export function createUwsTransport<S>(
     }
   }
 
+  /** Writes the decision on an upgrade: the 101 (the socket opens) or the refusal. */
+  function answer(upgrade: PendingUpgrade, decision: UpgradeDecision<S>): void {
+    const { res } = upgrade;
+    if (closing) {
+      handlers.refused?.('shutting-down');
+      writeAnswer(res, { status: 503, headers: {}, body: 'Server shutting down\n' });
+    } else if (decision.accept) {
+      const data: UserData<S> = { session: decision.session, remoteAddress: upgrade.request.addressIfRead(), closed: false, handle: undefined };
+      res.upgrade(data, upgrade.key, upgrade.protocol, upgrade.extensions, upgrade.context);
+    } else {
+      writeAnswer(res, { status: decision.status, headers: {}, body: `${decision.reason}\n` });
+    }
+  }
+
   app.ws<UserData<S>>('/*', {
     // uWS drops a connection without a close frame past maxPayloadLength, so it is
     // set well above our limit and frames over our limit get a proper 1009 below.
@@ -90,7 +105,6 @@ export function createUwsTransport<S>(
       const key = req.getHeader('sec-websocket-key');
       const protocol = firstProtocol(req.getHeader('sec-websocket-protocol'));
       const extensions = req.getHeader('sec-websocket-extensions');
-      const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString();
       if (closing) {
         handlers.refused?.('shutting-down');
         writeAnswer(res, { status: 503, headers: {}, body: 'Server shutting down\n' });
@@ -101,22 +115,14 @@ export function createUwsTransport<S>(
         writeAnswer(res, { status: 503, headers: {}, body: 'Too many connections\n' });
         return;
       }
-      const answer = (decision: UpgradeDecision<S>): void => {
-        if (closing) {
-          handlers.refused?.('shutting-down');
-          writeAnswer(res, { status: 503, headers: {}, body: 'Server shutting down\n' });
-        } else if (decision.accept) {
-          const data: UserData<S> = { session: decision.session, remoteAddress, closed: false, handle: undefined };
-          res.upgrade(data, key, protocol, extensions, context);
-        } else {
-          writeAnswer(res, { status: decision.status, headers: {}, body: `${decision.reason}\n` });
-        }
-      };
+      const request = new UwsUpgradeRequest(path, res);
+      const upgrade: PendingUpgrade = { res, context, key, protocol, extensions, request };
 
       let pending: UpgradeDecision<S> | Promise<UpgradeDecision<S>>;
       try {
-        pending = handlers.upgrade({ path, remoteAddress });
+        pending = handlers.upgrade(request);
       } catch {
+        request.release();
         // A throw inside a uWS callback would take the process down; a rejection gets 500.
         handlers.refused?.('internal-error');
         writeAnswer(res, { status: 500, headers: {}, body: 'Internal error\n' });
@@ -125,10 +131,13 @@ export function createUwsTransport<S>(
       if (!(pending instanceof Promise)) {
         // Decided at once (most tokens: the HMAC fast path). Answered inside this callback,
         // where uWS has the response corked already: no slot to hold, no timer, no abort
-        // handler, no later turn of the event loop.
-        answer(pending);
+        // handler, no later turn of the event loop, and no closure.
+        answer(upgrade, pending);
+        request.release();
         return;
       }
+      // The response may be gone when the decision comes: its address is read now, for the logs.
+      request.pinAddress();
 
       let aborted = false;
       const settle = gate.hold(() => {
@@ -145,7 +154,7 @@ export function createUwsTransport<S>(
       });
       pending.then(
         (decision) => {
-          if (finish()) res.cork(() => answer(decision));
+          if (finish()) res.cork(() => answer(upgrade, decision));
         },
         () => {
           if (!finish()) return;
@@ -260,14 +269,66 @@ export function createUwsTransport<S>(
   };
 }
 
+/** What answering an upgrade needs, copied from the stack-allocated request. */
+interface PendingUpgrade {
+  readonly res: HttpResponse;
+  readonly context: us_socket_context_t;
+  readonly key: string;
+  readonly protocol: string;
+  readonly extensions: string;
+  readonly request: UwsUpgradeRequest;
+}
+
+/**
+ * The request as the server sees it. The client's address is read from uWS only when asked
+ * for (the log line of a refusal): uWS hands it over as a new ArrayBuffer, and making one
+ * per handshake cost about a tenth of a handshake's CPU (bench: connections).
+ */
+class UwsUpgradeRequest implements UpgradeRequest {
+  private address: string | undefined;
+  private released = false;
+
+  constructor(
+    readonly path: string,
+    private readonly res: HttpResponse,
+  ) {}
+
+  get remoteAddress(): string {
+    // Once answered, the response may be gone: an address never read stays unknown.
+    if (this.address === undefined && !this.released) this.address = Buffer.from(this.res.getRemoteAddressAsText()).toString();
+    return this.address ?? '';
+  }
+
+  /** Reads the address while the response is certainly there, for a decision that comes later. */
+  pinAddress(): void {
+    void this.remoteAddress;
+  }
+
+  /** The response was answered (or handed on): the address is no longer read from it. */
+  release(): void {
+    this.released = true;
+  }
+
+  addressIfRead(): string | undefined {
+    return this.address;
+  }
+}
+
 class UwsSocket<S> implements TransportSocket<S> {
   readonly session: S;
-  readonly remoteAddress: string;
+  /** The client's address once read: from the upgrade, or from uWS on first use (logs only). */
+  private address: string | undefined;
 
   constructor(private readonly ws: WebSocket<UserData<S>>) {
     const data = ws.getUserData();
     this.session = data.session;
-    this.remoteAddress = data.remoteAddress;
+    this.address = data.remoteAddress;
+  }
+
+  /** Read on first use, as the upgrade's: '' for a socket closed before anyone asked, when uWS no longer has it. */
+  get remoteAddress(): string {
+    if (this.address === undefined && !this.closed) this.address = Buffer.from(this.ws.getRemoteAddressAsText()).toString();
+    return this.address ?? '';
   }
 
   private get closed(): boolean {
@@ -293,11 +354,26 @@ class UwsSocket<S> implements TransportSocket<S> {
   bufferedAmount(): number {
     return this.closed ? 0 : this.ws.getBufferedAmount();
   }
+
+  /**
+   * uWebSockets.js cannot stop reading a WebSocket: its C++ sockets can pause, but neither
+   * build in use (20.30, 20.57) exposes that to JavaScript; HttpResponse alone has pause().
+   * The relay then holds what the socket sends, up to its limit.
+   */
+  pause(): boolean {
+    return false;
+  }
+
+  resume(): void {
+    // Nothing was paused.
+  }
 }
 
 
 /** A client may offer several subprotocols; echoing the whole list would fail the handshake. */
 function firstProtocol(header: string): string {
+  // Most clients offer none: no split for them.
+  if (header === '') return '';
   return header.split(',')[0]?.trim() ?? '';
 }
 
