@@ -12,6 +12,8 @@ const UNIT = [
   'test/static.test.ts',
   'test/timer.test.ts',
   'test/transport-select.test.ts',
+  'test/token-cache.unit.test.ts',
+  'test/public-key-fast-path.unit.test.ts',
 ];
 
 // Tests of how pgws is shipped and started, not of a transport: run once, on the transport

@@ -16,7 +16,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { createRelay, type Relay, type Session } from './relay.js';
 import { delay } from './timer.js';
 import { createTransport, planTransport, TransportUnavailableError } from './transport/select.js';
-import type { HttpAnswer, HttpRequest, Transport, TransportHandlers, UpgradeDecision } from './transport/types.js';
+import type { HttpAnswer, HttpRequest, Transport, TransportHandlers, UpgradeDecision, UpgradeRequest } from './transport/types.js';
 import { Close, type Config } from './types.js';
 
 /** How long stop() lets frames already accepted reach the database before ending its connections. */
@@ -226,28 +226,33 @@ function socketHandlers(config: Config, log: Logger, metrics: Metrics, parts: Ha
     if (current === undefined) throw new Error('a socket event arrived before the relay existed');
     return current;
   };
+  const decide = (result: AuthResult, req: UpgradeRequest): UpgradeDecision<Session> => {
+    if (!result.ok) {
+      metrics.markUpgrade(result.status);
+      // The path holds the token: only its channel part is logged.
+      log.warn({ status: result.status, reason: result.reason, remote: req.remoteAddress, channel: channelFromPath(req.path) }, 'handshake rejected');
+      return { accept: false, status: result.status, reason: result.reason };
+    }
+    metrics.markUpgrade(101);
+    return { accept: true, session: relay().newSession(result.grant) };
+  };
   return {
     upgrade(req) {
       if (parts.stopping()) {
         metrics.markUpgrade(503);
         return { accept: false, status: 503, reason: 'Server shutting down' };
       }
-      const decide = (result: AuthResult): UpgradeDecision<Session> => {
-        if (!result.ok) {
-          metrics.markUpgrade(result.status);
-          // The path holds the token: only its channel part is logged.
-          log.warn({ status: result.status, reason: result.reason, remote: req.remoteAddress, channel: channelFromPath(req.path) }, 'handshake rejected');
-          return { accept: false, status: result.status, reason: result.reason };
-        }
-        metrics.markUpgrade(101);
-        return { accept: true, session: relay().newSession(result.grant) };
-      };
-      // Most tokens are decided at once (the HMAC fast path); only jose's verdicts wait.
+      // Most tokens are decided at once (the fast path, the token cache); only jose's
+      // verdicts wait. decide() is shared, so a handshake allocates no closure for it.
       const result = parts.authorize(req.path);
-      return result instanceof Promise ? result.then(decide) : decide(result);
+      return result instanceof Promise ? result.then((verdict) => decide(verdict, req)) : decide(result, req);
     },
     open(socket) {
-      log.debug({ channels: socket.session.grant.channels, mode: socket.session.grant.mode, remote: socket.remoteAddress }, 'socket open');
+      // Guarded: building the entry would read the remote address, which a socket only
+      // fetches from the engine when asked (costly per handshake under uWS).
+      if (log.isLevelEnabled('debug')) {
+        log.debug({ channels: socket.session.grant.channels, mode: socket.session.grant.mode, remote: socket.remoteAddress }, 'socket open');
+      }
       relay().onOpen(socket);
     },
     message(socket, text) {

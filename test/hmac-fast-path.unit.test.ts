@@ -155,7 +155,23 @@ describe('HMAC fast path against jose', () => {
     expect(fast(token, NOW)).toBeUndefined();
   });
 
-  it('is there for an oct JWK and absent for asymmetric keys', async () => {
+  // The HMAC is computed from one-shot digests (RFC 2104 by hand): it must equal createHmac's
+  // for keys shorter than, equal to and longer than the hash's block (64 or 128 bytes), and
+  // for signing inputs longer than the buffer it starts with.
+  it.each(['HS256', 'HS384', 'HS512'])('computes the same HMAC as createHmac for %s, any key length', async (alg) => {
+    for (const length of [1, 31, 32, 63, 64, 65, 127, 128, 129, 300]) {
+      const secret = 'k'.repeat(length - 1) + String(length % 10);
+      const { fast } = await fastPathOf(secret);
+      for (const payload of ['{"mode":"r"}', JSON.stringify({ mode: 'r', pad: 'x'.repeat(3000) })]) {
+        const token = hmacToken(JSON.stringify({ alg }), payload, alg, secret);
+        expect(fast(token, NOW)).toEqual(JSON.parse(payload));
+        // One byte of the key different: refused.
+        expect(fast(hmacToken(JSON.stringify({ alg }), payload, alg, `${secret.slice(0, -1)}#`), NOW)).toBeUndefined();
+      }
+    }
+  });
+
+  it('is there for an oct JWK, and never takes an HMAC token for an asymmetric key', async () => {
     const oct = await loadVerificationKeys(JSON.stringify({ kty: 'oct', k: b64(SECRET), alg: 'HS384' }), false);
     const token384 = hmacToken('{"alg":"HS384"}', '{"mode":"r"}', 'HS384');
     expect(oct.fastPath?.(token384, NOW)).toEqual({ mode: 'r' });
@@ -165,7 +181,10 @@ describe('HMAC fast path against jose', () => {
       JSON.stringify({ kty: 'EC', crv: 'P-256', x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU', y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0' }),
       false,
     );
-    expect(ec.fastPath).toBeUndefined();
+    // Its fast path is the public-key one (test/public-key-fast-path.unit.test.ts): no HS token there.
+    for (const alg of ['HS256', 'HS384', 'HS512']) {
+      expect(ec.fastPath?.(hmacToken(JSON.stringify({ alg }), '{"mode":"r"}', alg), NOW)).toBeUndefined();
+    }
   });
 
   it('lets authorize answer fast-path tokens without a Promise, so uWS upgrades within its callback', async () => {
@@ -255,9 +274,10 @@ describe('HMAC fast path of a JWK Set with oct keys', () => {
     expect(await joseVerdict(keys, token)).toMatchObject({ ok: false });
   });
 
-  it('is absent for a set without oct keys', async () => {
+  it('takes no HMAC token for a set without oct keys', async () => {
     const keys = await loadVerificationKeys(JSON.stringify({ keys: [EC_PUBLIC] }), false);
-    expect(keys.fastPath).toBeUndefined();
+    expect(keys.fastPath?.(hmacToken('{"alg":"HS256"}', '{"mode":"r"}'), NOW)).toBeUndefined();
+    expect(keys.fastPath?.(hmacToken('{"alg":"HS256","kid":"a"}', '{"mode":"r"}', 'HS256', JSON.stringify(EC_PUBLIC)), NOW)).toBeUndefined();
   });
 
   it('lets authorize answer a set oct token without a Promise', async () => {

@@ -12,8 +12,9 @@
 
 import { errors, importJWK } from 'jose';
 import type { CryptoKey, JWK, JWSHeaderParameters, JWTVerifyGetKey } from 'jose';
-import { createHmacFastPath, createKeyedHmacFastPath } from './hmac-fast-path.js';
-import type { HmacFastPath } from './hmac-fast-path.js';
+import { createFastPath, type FastPath } from './fast-path.js';
+import { createHmacFastPath, hmacChecks } from './hmac-fast-path.js';
+import { createPublicKeyFastPath, publicKeyChecks } from './public-key-fast-path.js';
 
 export type KeyKind = 'hmac' | 'jwk' | 'jwks';
 
@@ -24,8 +25,8 @@ export interface KeySource {
   readonly algorithms: readonly string[];
   /** Resolves the verification key for a token whose `alg` is already known to be allowed. */
   readonly getKey: JWTVerifyGetKey;
-  /** For HMAC secrets and sets with oct keys: a synchronous check that may accept a token before jose is asked. */
-  readonly fastPath?: HmacFastPath;
+  /** A synchronous check that may accept a token before jose is asked (fast-path.ts). */
+  readonly fastPath?: FastPath;
 }
 
 const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const;
@@ -170,10 +171,11 @@ async function singleJwkKeySource(jwk: JsonObject): Promise<KeySource> {
     if (key === undefined) throw new Error('Token algorithm not allowed');
     return key;
   };
-  // jose imports an `oct` JWK as its raw bytes: the same HMAC fast path as a plain secret.
+  // jose imports an `oct` JWK as its raw bytes (the same HMAC fast path as a plain secret),
+  // every other key as a CryptoKey per algorithm.
   const [firstKey] = keysByAlgorithm.values();
-  const fastPath = firstKey instanceof Uint8Array ? createHmacFastPath(firstKey, algorithms) : undefined;
-  return { kind: 'jwk', algorithms, getKey, ...(fastPath ? { fastPath } : {}) };
+  const fastPath = firstKey instanceof Uint8Array ? createHmacFastPath(firstKey, algorithms) : createPublicKeyFastPath(publicKeysOf(keysByAlgorithm));
+  return { kind: 'jwk', algorithms, getKey, fastPath };
 }
 
 /**
@@ -236,12 +238,13 @@ async function jwkSetKeySource(members: readonly unknown[]): Promise<KeySource> 
     return only;
   };
   const algorithms = unique(usable.flatMap((member) => [...member.keysByAlgorithm.keys()]));
-  // The oct members get the HMAC fast path, picked by the same rule as getKey.
-  const hasOctMember = usable.some((member) => [...member.keysByAlgorithm.values()].some(isSecretBytes));
-  const fastPath = hasOctMember
-    ? createKeyedHmacFastPath((alg, kid) => candidates(alg, kid).filter(isSecretBytes))
-    : undefined;
-  return { kind: 'jwks', algorithms, getKey, ...(fastPath ? { fastPath } : {}) };
+  // Every member gets the fast path's check of its type, picked by the same rule as getKey.
+  const hmacCheck = hmacChecks();
+  const publicKeyCheck = publicKeyChecks();
+  const fastPath = createFastPath((alg, kid) =>
+    candidates(alg, kid).flatMap((key) => (isSecretBytes(key) ? hmacCheck(alg, key) : publicKeyCheck(alg, key)) ?? []),
+  );
+  return { kind: 'jwks', algorithms, getKey, fastPath };
 }
 
 // Imported once per algorithm up front: a broken key fails at start-up, not on the first
@@ -260,6 +263,13 @@ async function importForEachAlgorithm(jwk: JsonObject, algorithms: readonly stri
 // jose imports an oct JWK as its raw bytes, every other key type as a CryptoKey.
 function isSecretBytes(key: VerificationKey): key is Uint8Array {
   return key instanceof Uint8Array;
+}
+
+/** The CryptoKeys of a map that holds no raw secret (a public JWK's). */
+function publicKeysOf(keysByAlgorithm: ReadonlyMap<string, VerificationKey>): Map<string, CryptoKey> {
+  const keys = new Map<string, CryptoKey>();
+  for (const [alg, key] of keysByAlgorithm) if (!isSecretBytes(key)) keys.set(alg, key);
+  return keys;
 }
 
 /**

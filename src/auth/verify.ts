@@ -9,6 +9,7 @@ import type { Claims, Grant, Json, Mode } from '../types.js';
 import { loadVerificationKeys, MultipleMatchingKeys } from './keys.js';
 import type { KeyKind, KeySource } from './keys.js';
 import { parseSocketPath } from './path.js';
+import { createTokenCache } from './token-cache.js';
 
 export type AuthResult = { ok: true; grant: Grant } | { ok: false; status: 400 | 401 | 403; reason: string };
 
@@ -17,9 +18,9 @@ export interface Authenticator {
   readonly keyKind: KeyKind;
   /**
    * Checks a raw request path. Never throws or rejects. `nowSeconds` overrides the clock (tests).
-   * A verdict known without I/O (a bad path, an HMAC token on the fast path) comes back as
-   * a plain value, so the transport can answer within the upgrade callback; one that needs
-   * jose comes back as a Promise.
+   * A verdict known without I/O (a bad path, a token accepted by the fast path or found in
+   * the cache of verified tokens) comes back as a plain value, so the transport can answer
+   * within the upgrade callback; one that needs jose comes back as a Promise.
    */
   authorize(rawPath: string, nowSeconds?: number): AuthResult | Promise<AuthResult>;
 }
@@ -37,57 +38,111 @@ const MODES: readonly Mode[] = ['r', 'w', 'rw'];
 
 /** Loads the keys once (throws on an unusable secret) and returns the per-socket check. */
 export async function createAuthenticator(opts: AuthenticatorOptions): Promise<Authenticator> {
+  const verifier = createVerifier();
   const keys = await loadVerificationKeys(opts.jwtSecret, opts.jwtSecretIsBase64);
+  verifier.useKeys(keys);
   return {
     keyKind: keys.kind,
-    authorize: (rawPath, nowSeconds) => authorize(keys, rawPath, nowSeconds),
+    authorize: (rawPath, nowSeconds) => verifier.authorize(rawPath, nowSeconds),
   };
 }
 
-function authorize(keys: KeySource, rawPath: string, nowSeconds?: number): AuthResult | Promise<AuthResult> {
-  const path = parseSocketPath(rawPath);
-  if (!path.ok) return reject(400, path.reason);
-  const { channel, token } = path;
-
-  const known = verifyTokenAtOnce(keys, token, nowSeconds);
-  if (known !== undefined) return grantFor(channel, known);
-  return verifyTokenWithJose(keys, token, nowSeconds).then((payload) => grantFor(channel, payload));
+export interface Verifier {
+  /** Puts keys in use (at start, and whenever they are reloaded): forgets every token verified before. */
+  useKeys(keys: KeySource): void;
+  authorize(rawPath: string, nowSeconds?: number): AuthResult | Promise<AuthResult>;
 }
 
-/** The claims checks and the channel table, once the token's verdict is in. */
-function grantFor(requestedChannel: string | undefined, payload: Verified<JsonObject>): AuthResult {
-  if (!payload.ok) return payload;
+/**
+ * The keys in use and the cache of tokens verified with them, kept together: useKeys() is
+ * the one way to (re)load keys, and it clears the cache, so no token is ever accepted on
+ * the word of keys that are gone. (Keys are loaded once today; keys fetched from a URL will
+ * call useKeys on every refetch that changes them.) Exported for that and for tests.
+ */
+export function createVerifier(): Verifier {
+  let keys: KeySource | undefined;
+  const cache = createTokenCache<JsonObject>();
+  /** Bumped by useKeys: a verification that began under older keys is not cached. */
+  let generation = 0;
+  /**
+   * jose verifications in flight, by token text: the same token arriving again meanwhile (a
+   * reconnect storm where many clients share one token) waits for the same verdict instead of
+   * starting another. Only while in flight; a failure is never kept afterwards.
+   */
+  const inFlight = new Map<string, Promise<Verified<JsonObject>>>();
 
-  const claims = checkClaims(payload.value);
+  function verifyWithJose(current: KeySource, token: string, nowSeconds: number | undefined): Promise<Verified<JsonObject>> {
+    // A test's own clock gets its own verification, never another request's verdict.
+    if (nowSeconds !== undefined) return verifyTokenWithJose(current, token, nowSeconds);
+    const pending = inFlight.get(token);
+    if (pending !== undefined) return pending;
+    const startedUnder = generation;
+    const verdict = verifyTokenWithJose(current, token, undefined).then((result) => {
+      inFlight.delete(token);
+      if (result.ok && startedUnder === generation) cache.set(token, result.value, currentSecond());
+      return result;
+    });
+    inFlight.set(token, verdict);
+    return verdict;
+  }
+
+  return {
+    useKeys(next) {
+      keys = next;
+      generation += 1;
+      cache.clear();
+      inFlight.clear();
+    },
+
+    authorize(rawPath, nowSeconds) {
+      const current = keys;
+      // Unreachable: createAuthenticator loads keys before it hands authorize out.
+      if (current === undefined) return reject(401, 'Invalid token');
+      const path = parseSocketPath(rawPath);
+      if (!path.ok) return reject(400, path.reason);
+      const { channel, token } = path;
+      // postgres-websockets verifies an empty token to an empty claim set, which then
+      // lacks `mode`; jose would call it malformed, so it never gets there.
+      if (token === '') return grantFor(channel, {});
+
+      const now = nowSeconds ?? currentSecond();
+      const cached = cache.get(token, now);
+      if (cached !== undefined) return grantFor(channel, cached);
+      // Tokens in the usual shape, signed by a key we hold: accepted by the synchronous fast path.
+      const accepted = current.fastPath?.(token, now);
+      if (accepted !== undefined) {
+        if (nowSeconds === undefined) cache.set(token, accepted, now);
+        return grantFor(channel, accepted);
+      }
+      return verifyWithJose(current, token, nowSeconds).then((verdict) => (verdict.ok ? grantFor(channel, verdict.value) : verdict));
+    },
+  };
+}
+
+/** The clock jose reads: whole Unix seconds. */
+function currentSecond(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
+/** The claims checks and the channel table, once the token's signature and times are known good. */
+function grantFor(requestedChannel: string | undefined, payload: JsonObject): AuthResult {
+  const claims = checkClaims(payload);
   if (!claims.ok) return claims;
 
-  const channels = grantedChannels(requestedChannel, allowedChannels(claims.value));
+  const channels = grantedChannels(requestedChannel, claims.value);
   if (channels.length === 0) return reject(403, 'No allowed channels');
 
-  const exp = claims.value.exp;
-  return { ok: true, grant: { mode: claims.value.mode, channels, claims: claims.value, exp } };
+  return { ok: true, grant: { mode: claims.value.mode, channels, claims: claims.value, exp: claims.value.exp } };
 }
 
 // ---------------------------------------------------------------------------
 // Token
 
 /**
- * The verdicts that need no I/O: an empty token has no claims at all, and HMAC tokens in
- * the usual shape are accepted by the synchronous fast path. Undefined: ask jose.
- */
-function verifyTokenAtOnce(keys: KeySource, token: string, nowSeconds?: number): Verified<JsonObject> | undefined {
-  // postgres-websockets verifies an empty token to an empty claim set, which then
-  // lacks `mode`; jose would call it malformed, so it never gets there.
-  if (token === '') return { ok: true, value: {} };
-  const accepted = keys.fastPath?.(token, nowSeconds ?? Math.floor(Date.now() / 1000));
-  return accepted === undefined ? undefined : { ok: true, value: accepted };
-}
-
-/**
  * Verifies signature, algorithm, exp and nbf with jose: every token the fast path did not
  * accept, including every bad one, so refusals always carry jose's verdict.
  */
-async function verifyTokenWithJose(keys: KeySource, token: string, nowSeconds?: number): Promise<Verified<JsonObject>> {
+async function verifyTokenWithJose(keys: KeySource, token: string, nowSeconds: number | undefined): Promise<Verified<JsonObject>> {
   const options: JWTVerifyOptions = {
     algorithms: [...keys.algorithms],
     clockTolerance: 0,
@@ -147,7 +202,11 @@ function asJsonObject(payload: JWTPayload): JsonObject {
 // ---------------------------------------------------------------------------
 // Claims
 
-/** Checks `mode`, `channel` and `channels`; every other claim passes through untouched. */
+/**
+ * Checks `mode`, `channel` and `channels`; every other claim passes through untouched. The
+ * payload itself becomes the claims (no copy): a cached one is shared by every socket of
+ * that token, which is safe because nothing writes a grant's claims (they are readonly).
+ */
 function checkClaims(payload: JsonObject): Verified<Claims> {
   const { mode, channel, channels } = payload;
   if (mode === undefined) return reject(401, 'Missing mode');
@@ -158,8 +217,8 @@ function checkClaims(payload: JsonObject): Verified<Claims> {
   if (channels !== undefined && !isStringArray(channels)) {
     return reject(401, 'Invalid "channels" claim: expected an array of strings');
   }
-  // exp/nbf, when present, were checked to be numbers by jose before we got here.
-  return { ok: true, value: { ...payload, mode } as Claims };
+  // exp/nbf, when present, were checked to be numbers by the verification before we got here.
+  return { ok: true, value: payload as Claims };
 }
 
 function isMode(value: Json): value is Mode {
@@ -170,18 +229,19 @@ function isStringArray(value: Json): value is string[] {
   return Array.isArray(value) && value.every((item) => typeof item === 'string');
 }
 
-/** `channel` followed by `channels`, duplicates removed, first occurrence kept. */
-function allowedChannels(claims: Claims): string[] {
-  const listed = [...(claims.channel === undefined ? [] : [claims.channel]), ...(claims.channels ?? [])];
-  return [...new Set(listed)];
-}
-
-/** The channel table of PROTOCOL.md §1. Empty means "No allowed channels". */
-function grantedChannels(requested: string | undefined, allowed: readonly string[]): string[] {
-  if (requested === undefined) return [...allowed];
-  // A token without channel claims may open any channel (as in postgres-websockets).
-  if (allowed.length === 0) return [requested];
-  return allowed.includes(requested) ? [requested] : [];
+/**
+ * The channel table of PROTOCOL.md §1. Empty means "No allowed channels". The allowed list
+ * is `channel` followed by `channels`, duplicates removed, first occurrence kept; a request
+ * for one channel only asks whether it is in that list, so no list is built for it.
+ */
+function grantedChannels(requested: string | undefined, claims: Claims): string[] {
+  const { channel, channels } = claims;
+  if (requested !== undefined) {
+    // A token without channel claims may open any channel (as in postgres-websockets).
+    const listsNone = channel === undefined && (channels === undefined || channels.length === 0);
+    return listsNone || channel === requested || channels?.includes(requested) === true ? [requested] : [];
+  }
+  return [...new Set([...(channel === undefined ? [] : [channel]), ...(channels ?? [])])];
 }
 
 function reject(status: Rejection['status'], reason: string): Rejection {

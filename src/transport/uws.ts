@@ -14,6 +14,7 @@ import type {
   TransportOptions,
   TransportSocket,
   UpgradeDecision,
+  UpgradeRequest,
 } from './types.js';
 
 export interface TlsFiles {
@@ -129,7 +130,7 @@ export function createUwsTransport<S>(
         return;
       }
       if (!(pending instanceof Promise)) {
-        // Decided at once (most tokens: the HMAC fast path). Answered inside this callback,
+        // Decided at once (most tokens: the fast path, the token cache). Answered inside this callback,
         // where uWS has the response corked already: no slot to hold, no timer, no abort
         // handler, no later turn of the event loop, and no closure.
         answer(upgrade, pending);
