@@ -8,17 +8,19 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { SignJWT } from 'jose';
 import { startEmbeddedPostgres } from '../dist/embedded.js';
 import { channels } from './scenarios/channels.mjs';
 import { connections } from './scenarios/connections.mjs';
 import { fanout } from './scenarios/fanout.mjs';
+import { flood } from './scenarios/flood.mjs';
 import { inbound } from './scenarios/inbound.mjs';
 import { latency } from './scenarios/latency.mjs';
+import { storm } from './scenarios/storm.mjs';
 import { hasTaskset, pinSelf, startServer } from './lib/procs.mjs';
+import { createTokens } from './lib/tokens.mjs';
 import { systemsFor } from './systems.mjs';
 
-const SCENARIOS = [fanout, channels, inbound, connections, latency];
+const SCENARIOS = [fanout, channels, inbound, flood, connections, storm, latency];
 const LABELS = {
   framesPerSec: 'frames/s',
   notifPerSec: 'notif/s',
@@ -35,8 +37,18 @@ const LABELS = {
   rssPerSocketKiB: 'RSS/socket KiB',
   serverRssMiB: 'server RSS MiB',
   failed: 'failed',
+  framesSent: 'frames sent',
+  delivered: 'NOTIFYs seen',
+  deliveredPct: 'seen / sent %',
+  drainSeconds: 'drain s',
+  closeCodes: 'closed by code',
+  backSeconds: 'all back s',
+  readySeconds: 'server ready s',
+  serverCpuSeconds: 'server CPU-s',
+  attemptsPerClient: 'attempts per client',
+  refused: 'refused',
 };
-const RUN_DEADLINE_MS = 25 * 60_000;
+const RUN_DEADLINE_MS = 45 * 60_000;
 
 const { values: args } = parseArgs({
   options: {
@@ -65,14 +77,17 @@ setTimeout(() => {
   process.exit(3);
 }, RUN_DEADLINE_MS).unref();
 
-const secret = 'bench-secret-that-is-long-enough-for-hs256';
-const key = new TextEncoder().encode(secret);
-const sign = (claims) => new SignJWT(claims).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).sign(key);
+// HS256 with the bench secret for every scenario; the connections and storm scenarios add
+// RS256 and ES256, with a key pair made for this run (bench/lib/tokens.mjs).
+const factory = createTokens();
 const tokens = {
-  reader: await sign({ mode: 'r', channels: ['bench', 'conn'] }),
-  anyChannel: await sign({ mode: 'r' }),
-  writer: await sign({ mode: 'w', channel: 'in' }),
+  reader: factory.one('HS256', { mode: 'r', channels: ['bench', 'conn'] }),
+  anyChannel: factory.one('HS256', { mode: 'r' }),
+  writer: factory.one('HS256', { mode: 'w', channel: 'in' }),
+  distinct: factory.distinct,
 };
+// One token per client (connections, storm), expiring after the run as real ones do.
+const clientClaims = { mode: 'r', channels: ['bench', 'conn'], exp: Math.floor(Date.now() / 1000) + 4 * 3600 };
 
 console.error('bench: starting embedded PostgreSQL');
 const db = await startEmbeddedPostgres();
@@ -91,15 +106,17 @@ if (profileDir) mkdirSync(profileDir, { recursive: true });
 const ctx = {
   dbUri: db.uri,
   dbPid: db.serverPid(),
-  secret,
   tokens,
+  clientClaims,
   quick,
   warmupMs: quick ? 300 : 1000,
   durationMs: quick ? 1000 : 3000,
-  startServer: (system) =>
+  /** Starts a system verifying `alg` tokens (default HS256), on `port` (default: any free one). */
+  startServer: (system, { alg = 'HS256', port = 0 } = {}) =>
     startServer(system, {
       dbUri: db.uri,
-      secret,
+      secret: factory.secretFor(alg),
+      port,
       cpus: pinning ? cpus.server : undefined,
       profileDir: profileDir && system.id.startsWith('pgws') ? profileDir : undefined,
     }),
@@ -115,11 +132,16 @@ process.on('SIGINT', () => {
 
 try {
   for (const scenario of SCENARIOS.filter((s) => wanted.includes(s.id))) {
-    const systems = systemsFor(scenario.roles).filter((s) => !systemFilter || systemFilter.includes(s.id));
+    const scenarioSystems = systemsFor(scenario.roles).filter((s) => !systemFilter || systemFilter.includes(s.id));
     for (const variant of scenario.variants(quick)) {
+      // A variant may name the systems it is for (the ceiling without auth has no RS256 row).
+      const systems = scenarioSystems.filter((s) => !variant.systems || variant.systems.includes(s.id));
+      if (systems.length === 0) continue;
       const entry = { scenario: scenario.id, variant: variant.label, systems: systems.map((s) => ({ id: s.id, name: s.name, runs: [], errors: [] })) };
       results.push(entry);
-      for (let rep = 0; rep < reps && !stopping; rep++) {
+      // --quick may run a slow scenario fewer times (its `quickReps`), unless --reps says otherwise.
+      const scenarioReps = quick && args.reps === undefined && scenario.quickReps ? scenario.quickReps : reps;
+      for (let rep = 0; rep < scenarioReps && !stopping; rep++) {
         for (const [i, system] of systems.entries()) {
           if (stopping) break;
           const t = Date.now();
@@ -142,7 +164,10 @@ try {
 const elapsed = (Date.now() - startedAt.getTime()) / 1000;
 const markdown = render(results);
 console.log(markdown);
-console.log(`\n${machine}\npinning: ${pinText}\nrun: ${quick ? 'quick' : 'full'}, ${reps} repetitions per figure (median [min-max]), ${elapsed.toFixed(0)} s`);
+const fewer = quick && args.reps === undefined ? SCENARIOS.filter((s) => s.quickReps && wanted.includes(s.id)).map((s) => `${s.id} ${s.quickReps}`) : [];
+console.log(
+  `\n${machine}\npinning: ${pinText}\nrun: ${quick ? 'quick' : 'full'}, ${reps} repetitions per figure (median [min-max])${fewer.length ? ` (${fewer.join(', ')})` : ''}, ${elapsed.toFixed(0)} s`,
+);
 const outDir = new URL('results/', import.meta.url);
 mkdirSync(outDir, { recursive: true });
 const file = new URL(`${startedAt.toISOString().replace(/[:.]/g, '-')}.json`, outDir);
@@ -153,6 +178,9 @@ process.exit(0);
 // ---------------------------------------------------------------------------
 
 function summary(runs, key) {
+  // Text figures (close codes) are shown as they came, each distinct one once.
+  const texts = [...new Set(runs.map((r) => r[key]).filter((v) => typeof v === 'string'))];
+  if (texts.length > 0) return { text: texts.join(' / ') };
   const values = runs.map((r) => r[key]).filter((v) => typeof v === 'number' && Number.isFinite(v)).sort((a, b) => a - b);
   if (values.length === 0) return undefined;
   return { median: values[Math.floor((values.length - 1) / 2)], min: values[0], max: values[values.length - 1] };
@@ -160,10 +188,11 @@ function summary(runs, key) {
 
 
 function fmt(v, key) {
+  if (typeof v === 'string') return v;
   if (v === undefined || !Number.isFinite(v)) return 'n/a';
   if (key.startsWith('p') && key.length <= 4) return v < 10 ? v.toFixed(2) : v.toFixed(1);
-  if (key.endsWith('Cpu')) return v.toFixed(0);
-  if (key === 'rssPerSocketKiB' || key === 'serverRssMiB') return v.toFixed(1);
+  if (key.endsWith('Cpu') || key.endsWith('Pct')) return v.toFixed(0);
+  if (key === 'rssPerSocketKiB' || key === 'serverRssMiB' || key.endsWith('Seconds') || key === 'attemptsPerClient') return v.toFixed(1);
   if (v >= 999_500) return `${(v / 1e6).toFixed(2)}M`;
   if (v >= 1e4) return `${(v / 1e3).toFixed(0)}k`;
   if (v >= 1e3) return `${(v / 1e3).toFixed(1)}k`;
@@ -172,6 +201,7 @@ function fmt(v, key) {
 
 function cell(s, key) {
   if (!s) return 'n/a';
+  if (s.text !== undefined) return s.text;
   return s.min === s.max ? fmt(s.median, key) : `${fmt(s.median, key)} [${fmt(s.min, key)}-${fmt(s.max, key)}]`;
 }
 
@@ -185,7 +215,8 @@ function render(all) {
     const entries = all.filter((e) => e.scenario === scenario.id);
     if (entries.length === 0) continue;
     const { key, better } = scenario.primary;
-    const ratioCols = better === 'higher' ? ['vs baseline', 'of ceiling'] : [];
+    // A scenario may drop a ratio that would mislead (the flood: the baseline's near-zero).
+    const ratioCols = better === 'higher' ? (scenario.ratios ?? ['vs baseline', 'of ceiling']) : [];
     out.push(`\n### ${scenario.title}\n`);
     out.push(`| case | system | ${scenario.columns.map((k) => LABELS[k] ?? k).join(' | ')} |${ratioCols.map((c) => ` ${c} |`).join('')}`);
     out.push(`|${' --- |'.repeat(2 + scenario.columns.length + ratioCols.length)}`);
@@ -198,8 +229,8 @@ function render(all) {
         if (better === 'higher') {
           const mine = summary(sys.runs, key)?.median;
           const isCeiling = sys.id === 'bare-uws' || sys.id === 'raw-listen';
-          cells.push(sys.id !== 'baseline' && mine && baseline ? `${(mine / baseline).toFixed(1)}x` : '');
-          cells.push(!isCeiling && mine && ceiling ? `${Math.round((mine / ceiling) * 100)}%` : '');
+          if (ratioCols.includes('vs baseline')) cells.push(sys.id !== 'baseline' && mine && baseline ? `${(mine / baseline).toFixed(1)}x` : '');
+          if (ratioCols.includes('of ceiling')) cells.push(!isCeiling && mine && ceiling ? `${Math.round((mine / ceiling) * 100)}%` : '');
         }
         const note = sys.errors.length ? ` (${sys.errors.length} failed: ${sys.errors[0].slice(0, 80)})` : '';
         out.push(`| ${entry.variant} | ${sys.name}${note} | ${cells.join(' | ')} |`);

@@ -1,5 +1,6 @@
 // The process that runs one system under test (spawned by bench/run.mjs on the
-// server core). argv: <system id>; env: BENCH_DB_URI, BENCH_SECRET.
+// server core). argv: <system id>; env: BENCH_DB_URI, BENCH_SECRET (an HMAC secret or a
+// public JWK), BENCH_PORT (0: any free port; the reconnect storm restarts on the same one).
 // IPC in: {cmd:'stop'} and, for the raw LISTEN ceiling, {cmd:'allow', upTo}.
 // IPC out: {type:'ready', port} or {type:'error', message}.
 import { systemById } from './systems.mjs';
@@ -7,7 +8,7 @@ import { systemById } from './systems.mjs';
 const system = systemById(process.argv[2]);
 let running;
 try {
-  running = await system.start(process.env.BENCH_DB_URI, process.env.BENCH_SECRET);
+  running = await system.start(process.env.BENCH_DB_URI, process.env.BENCH_SECRET, Number(process.env.BENCH_PORT ?? 0));
   process.send({ type: 'ready', port: running.port ?? 0, feedPort: running.feedPort });
 } catch (err) {
   process.send({ type: 'error', message: String(err?.stack ?? err) });

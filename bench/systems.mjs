@@ -1,5 +1,6 @@
 // The systems a scenario runs against. A system is
-//   { id, name, role, start(dbUri, secret) -> Promise<{ port, stop() }> }
+//   { id, name, role, start(dbUri, secret, port) -> Promise<{ port, stop() }> }
+// `secret` is an HMAC secret or a public JWK (JSON); `port` 0 means any free port.
 // and runs in its own process (bench/server.mjs), pinned to the server core.
 // role: 'relay' (speaks the pgws protocol), 'fanout-ceiling' (bare uWS, no
 // database, no auth) or 'listen-ceiling' (no sockets: pipelines pg_notify itself).
@@ -11,14 +12,14 @@ import path from 'node:path';
 
 const dist = new URL('../dist/', import.meta.url);
 
-async function startPgws(dbUri, secret, transport) {
+async function startPgws(dbUri, secret, transport, port = 0) {
   const { loadConfig } = await import(new URL('config.js', dist));
   const { start } = await import(new URL('server.js', dist));
   const env = {
     PGWS_DB_URI: dbUri,
     PGWS_JWT_SECRET: secret,
     PGWS_HOST: '127.0.0.1',
-    PGWS_PORT: '0',
+    PGWS_PORT: String(port),
     PGWS_LOG_LEVEL: 'warn',
     // The connections scenario holds ~19k sockets: above the 10000 default limit.
     PGWS_MAX_CONNECTIONS: '0',
@@ -36,26 +37,26 @@ async function startPgws(dbUri, secret, transport) {
 }
 
 export const SYSTEMS = [
-  { id: 'pgws-uws', name: 'pgws (uws)', role: 'relay', start: (db, secret) => startPgws(db, secret, undefined) },
+  { id: 'pgws-uws', name: 'pgws (uws)', role: 'relay', start: (db, secret, port) => startPgws(db, secret, undefined, port) },
   {
     id: 'pgws-ws',
     name: 'pgws (ws)',
     role: 'relay',
     // Present once the `ws` transport (PGWS_TRANSPORT=ws) has landed.
     available: () => existsSync(new URL('transport/ws.js', dist)),
-    start: (db, secret) => startPgws(db, secret, 'ws'),
+    start: (db, secret, port) => startPgws(db, secret, 'ws', port),
   },
   {
     id: 'baseline',
     name: 'baseline (ws + pg)',
     role: 'relay',
-    start: async (db, secret) => (await import('./baseline/server.mjs')).start(db, secret),
+    start: async (db, secret, port) => (await import('./baseline/server.mjs')).start(db, secret, port),
   },
   {
     id: 'bare-uws',
     name: 'ceiling: bare uWS',
     role: 'fanout-ceiling',
-    start: async () => (await import('./ceilings/bare-uws.mjs')).start(),
+    start: async (_db, _secret, port) => (await import('./ceilings/bare-uws.mjs')).start(port),
   },
   {
     id: 'raw-listen',

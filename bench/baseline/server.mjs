@@ -5,14 +5,14 @@
 // envelope, 8000-byte NOTIFY limit), so the same clients work against both.
 // Plain and correct, not tuned, not crippled.
 import http from 'node:http';
-import { jwtVerify } from 'jose';
+import { importJWK, jwtVerify } from 'jose';
 import pg from 'pg';
 import { WebSocketServer } from 'ws';
 
 const LISTEN_CHANNEL = 'postgres-websockets-listener';
 
 export async function start(dbUri, secret, port = 0) {
-  const key = new TextEncoder().encode(secret);
+  const key = await verificationKey(secret);
   const pool = new pg.Pool({ connectionString: dbUri, max: 10 });
   const listener = new pg.Client({ connectionString: dbUri });
   /** channel -> Set of sockets that may read it */
@@ -93,14 +93,21 @@ export async function start(dbUri, secret, port = 0) {
   };
 }
 
+/** An HMAC secret, or an identity provider's public key as a JWK (JSON) naming its `alg`. */
+async function verificationKey(secret) {
+  if (!secret.trim().startsWith('{')) return { key: new TextEncoder().encode(secret), algorithms: ['HS256', 'HS384', 'HS512'] };
+  const jwk = JSON.parse(secret);
+  return { key: await importJWK(jwk, jwk.alg), algorithms: [jwk.alg] };
+}
+
 /** PROTOCOL.md §1: /<channel>/<jwt> or /<jwt>; returns {mode, channels, claims} or {status, reason}. */
-async function authorize(url, key) {
+async function authorize(url, { key, algorithms }) {
   const segments = url.split('?')[0].split('/').filter((s, i, all) => !(s === '' && (i === 0 || i === all.length - 1)));
   if (segments.length > 2) return { status: 400, reason: 'Bad request' };
   const [first, second] = segments.map(decodeURIComponent);
   const requested = second === undefined ? undefined : first;
   const token = second ?? first ?? '';
-  const claims = token === '' ? {} : (await jwtVerify(token, key, { algorithms: ['HS256', 'HS384', 'HS512'] })).payload;
+  const claims = token === '' ? {} : (await jwtVerify(token, key, { algorithms })).payload;
   if (!['r', 'w', 'rw'].includes(claims.mode)) return { status: 401, reason: 'Missing mode' };
   const allowed = [...new Set([...(typeof claims.channel === 'string' ? [claims.channel] : []), ...(Array.isArray(claims.channels) ? claims.channels : [])])];
   let channels;

@@ -10,7 +10,7 @@
 import net from 'node:net';
 import { loadUws } from '../../dist/transport/uws-loader.js';
 
-export async function start() {
+export async function start(listenPort = 0) {
   const { uws } = loadUws();
   const app = uws.App();
   let listenSocket;
@@ -39,7 +39,7 @@ export async function start() {
     close: (ws) => sockets.delete(ws),
   });
   const port = await new Promise((resolve, reject) =>
-    app.listen('127.0.0.1', 0, (s) => {
+    app.listen('127.0.0.1', listenPort, (s) => {
       if (!s) return reject(new Error('bare uWS could not listen'));
       listenSocket = s;
       resolve(uws.us_socket_local_port(s));

@@ -32,6 +32,9 @@ export async function start(dbUri) {
       if (msg.cmd === 'allow') {
         allow = msg.upTo;
         pump();
+      } else if (msg.cmd === 'report') {
+        // The flood scenario's "frames sent": the NOTIFYs this process issued.
+        process.send({ type: 'report', sent });
       }
     },
     stop: () => sql.end({ timeout: 2 }),

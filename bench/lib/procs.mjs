@@ -102,21 +102,30 @@ export function nextMessage(child, type, timeoutMs = 60_000) {
  * Starts a system in its own process. `cpus` pins it (taskset -c), `profileDir`
  * adds --cpu-prof. Resolves with { pid, port, send, stop }.
  */
-export async function startServer(system, { dbUri, secret, cpus, profileDir }) {
+export async function startServer(system, { dbUri, secret, cpus, profileDir, port = 0 }) {
   const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${system.id}-${Date.now()}.cpuprofile`] : [];
   const script = new URL('server.mjs', HERE).pathname;
   const argv = [...nodeArgs, script, system.id];
-  const env = { ...process.env, BENCH_DB_URI: dbUri, BENCH_SECRET: secret };
+  const env = { ...process.env, BENCH_DB_URI: dbUri, BENCH_SECRET: secret, BENCH_PORT: String(port) };
   // The server's own output (pino logs) goes to stderr, so stdout stays the markdown report.
   const child = cpus
     ? spawn('taskset', ['-c', cpus, process.execPath, ...argv], { stdio: ['ignore', 2, 2, 'ipc'], env })
     : spawn(process.execPath, argv, { stdio: ['ignore', 2, 2, 'ipc'], env });
-  const { port, feedPort } = await nextMessage(child, 'ready', 30_000);
+  const { port: listening, feedPort } = await nextMessage(child, 'ready', 30_000);
   return {
     pid: child.pid,
-    port,
+    port: listening,
     feedPort,
     send: (msg) => child.connected && child.send(msg),
+    /** The next IPC message of a type from the system's process. */
+    nextMessage: (type, timeoutMs) => nextMessage(child, type, timeoutMs),
+    /** Kills the process outright (the reconnect storm's "crash"); resolves once it is gone. */
+    async kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = once(child, 'exit');
+      child.kill('SIGKILL');
+      await exited;
+    },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = once(child, 'exit');
@@ -143,16 +152,60 @@ export class LoadGen {
     this.children = Array.from({ length: processes }, () => fork(new URL('lib/loadgen.mjs', HERE).pathname, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
     this.frames = this.children.map(() => 0);
     this.closed = this.children.map(() => 0);
+    /** The latest count message of each process: sent, open, attempts, refused, maxAttempt, codes. */
+    this.counts = this.children.map(() => ({ sent: 0, open: 0, attempts: 0, refused: 0, maxAttempt: 0, codes: {} }));
     this.onCount = () => undefined;
     this.children.forEach((child, i) =>
       child.on('message', (msg) => {
         if (msg.type === 'count') {
           this.frames[i] = msg.frames;
           this.closed[i] = msg.closed;
+          this.counts[i] = msg;
           this.onCount();
         }
       }),
     );
+  }
+  /** A count summed over the processes (sent, open, attempts, refused); `max` for maxAttempt. */
+  total(key) {
+    return this.counts.reduce((a, c) => (key === 'maxAttempt' ? Math.max(a, c[key] ?? 0) : a + (c[key] ?? 0)), 0);
+  }
+  /** Close codes the clients saw, over all processes: { code: sockets }. */
+  closeCodes() {
+    const all = {};
+    for (const c of this.counts) for (const [code, n] of Object.entries(c.codes ?? {})) all[code] = (all[code] ?? 0) + n;
+    return all;
+  }
+  /**
+   * Keeps one socket per path open across the processes, reconnecting with jittered
+   * exponential backoff; resolves once all are open the first time.
+   */
+  async hold({ port, paths, concurrency = 50, baseMs, capMs }) {
+    const per = Math.ceil(paths.length / this.children.length);
+    await Promise.all(
+      this.children.map((child, k) => {
+        const reply = nextMessage(child, 'held', 180_000);
+        child.send({ cmd: 'hold', port, paths: paths.slice(k * per, (k + 1) * per), concurrency, baseMs, capMs });
+        return reply;
+      }),
+    );
+  }
+  /** Resolves once `predicate()` holds, checked on every count message; rejects after `timeoutMs`. */
+  until(predicate, timeoutMs) {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (!predicate()) return;
+        clearTimeout(timer);
+        this.onCount = () => undefined;
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.onCount = () => undefined;
+        reject(new Error(`timed out after ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.onCount = check;
+      check();
+    });
   }
   get pids() {
     return this.children.map((c) => c.pid);
@@ -163,14 +216,18 @@ export class LoadGen {
   totalClosed() {
     return this.closed.reduce((a, b) => a + b, 0);
   }
-  /** Opens `count` sockets spread over the processes; path has `{i}` for the socket index. */
-  async open({ port, count, path, sampleEvery = 0, concurrency = 64 }) {
+  /**
+   * Opens `count` sockets spread over the processes; path has `{i}` for the socket index,
+   * or `paths` gives each socket its own path (one token per client).
+   */
+  async open({ port, count, path, paths, sampleEvery = 0, concurrency = 64 }) {
     const per = Math.ceil(count / this.children.length);
     const replies = await Promise.all(
       this.children.map((child, k) => {
         const n = Math.max(0, Math.min(per, count - k * per));
         const reply = nextMessage(child, 'opened', 120_000);
-        child.send({ cmd: 'open', port, count: n, base: k * per, path, sampleEvery, concurrency });
+        const own = paths ? paths.slice(k * per, k * per + n) : undefined;
+        child.send({ cmd: 'open', port, count: n, base: k * per, path, paths: own, sampleEvery, concurrency });
         return reply;
       }),
     );

@@ -56,8 +56,10 @@ export class Histogram {
 
 /**
  * Opens one socket and resolves once the server answered 101 (or rejects with
- * the status line). `stats` is shared by all sockets of a process:
- * { frames, closed, hist } and `sample` says whether this socket reads timestamps.
+ * the status line; the error's `status` is the HTTP status, 0 without an answer).
+ * `stats` is shared by all sockets of a process: { frames, closed, codes, hist }
+ * (`codes`: close code -> sockets, 1006 when the connection ended without a close
+ * frame) and `sample` says whether this socket reads timestamps.
  */
 export function connect(port, path, stats, sample = false) {
   return new Promise((resolve, reject) => {
@@ -68,12 +70,15 @@ export function connect(port, path, stats, sample = false) {
     let head = null;
     let rest = null;
     let open = false;
+    let closeCode = 1006;
     socket.on('error', (err) => {
-      if (!open) reject(err);
+      if (!open) reject(Object.assign(err, { status: 0 }));
     });
     socket.on('close', () => {
-      if (open) stats.closed++;
-      else reject(new Error('closed during handshake'));
+      if (open) {
+        stats.closed++;
+        if (stats.codes) stats.codes[closeCode] = (stats.codes[closeCode] ?? 0) + 1;
+      } else reject(Object.assign(new Error('closed during handshake'), { status: 0 }));
     });
     socket.on('connect', () => {
       socket.write(
@@ -88,7 +93,8 @@ export function connect(port, path, stats, sample = false) {
         if (end === -1) return;
         const status = head.subarray(0, head.indexOf('\r\n')).toString();
         if (!status.startsWith('HTTP/1.1 101')) {
-          reject(new Error(`handshake refused: ${status}: ${head.subarray(end + 4).toString().trim()}`));
+          const error = new Error(`handshake refused: ${status}: ${head.subarray(end + 4).toString().trim()}`);
+          reject(Object.assign(error, { status: Number(status.split(' ')[1]) || 0 }));
           socket.destroy();
           return;
         }
@@ -128,6 +134,7 @@ export function connect(port, path, stats, sample = false) {
         } else if (op === 9) {
           socket.write(PONG);
         } else if (op === 8) {
+          closeCode = size >= 2 ? buf.readUInt16BE(start) : 1005;
           socket.end();
         }
         off = end;
