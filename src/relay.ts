@@ -4,11 +4,11 @@
 // It knows sockets only through TransportSocket and the database only through
 // the Notifier interface, so it is tested without either engine.
 import { createNotifyBatcher, NotifyTimeoutError } from './db/batcher.js';
+import { createExpirySchedule } from './expiry.js';
 import { Fifo } from './fifo.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { createRateLimiter, type RateLimiter } from './rate.js';
-import { timer, type Timer } from './timer.js';
 import type { TransportSocket } from './transport/types.js';
 import { Close, NOTIFY_PAYLOAD_LIMIT, type Claims, type CloseCode, type Grant, type Json } from './types.js';
 
@@ -39,7 +39,6 @@ export interface Session {
   /** Set once the socket was closed for an error: nothing more from it is sent. */
   failed: boolean;
   readonly rate: RateLimiter;
-  expiry: Timer | undefined;
   /** Frames that arrived while the socket's queue was full, oldest first, waiting for room. */
   readonly held: Fifo<HeldFrame>;
   /** UTF-16 code units of the held frames' text (what they cost in memory, roughly halved). */
@@ -99,6 +98,7 @@ export function createRelay(opts: RelayOptions): Relay {
   const maxHeldChars = opts.maxHeldChars ?? DEFAULT_MAX_HELD_CHARS;
   const metrics = opts.metrics;
   let paused = 0;
+  const expiries = createExpirySchedule<Socket>((socket) => socket.close(Close.JwtExpired, 'JWT expired'));
   // The socket owns its frames in the batcher: per-socket order, and a way back to the
   // socket when its queue goes down.
   const batcher = createNotifyBatcher<Socket>({
@@ -231,7 +231,6 @@ export function createRelay(opts: RelayOptions): Relay {
       return {
         grant,
         failed: false,
-        expiry: undefined,
         rate: createRateLimiter(opts.maxMessagesPerSecond ?? 0),
         held: new Fifo<HeldFrame>(),
         heldChars: 0,
@@ -248,9 +247,7 @@ export function createRelay(opts: RelayOptions): Relay {
       const { grant } = socket.session;
       if (grant.mode !== 'w') for (const channel of grant.channels) socket.subscribe(channel);
       if (grant.exp !== undefined) {
-        const expiry = timer(() => socket.close(Close.JwtExpired, 'JWT expired'), grant.exp * 1000 - Date.now());
-        socket.session.expiry = expiry;
-        expiry.start();
+        expiries.add(socket, grant.exp);
       }
       metaEvent(socket, 'ConnectionOpen');
     },
@@ -274,7 +271,7 @@ export function createRelay(opts: RelayOptions): Relay {
 
     onClose(socket, code) {
       const { session } = socket;
-      session.expiry?.cancel();
+      expiries.remove(socket);
       // Frames the socket sent before it closed still go out, after what was queued.
       while (session.held.length > 0) {
         const frame = session.held.shift() as HeldFrame;

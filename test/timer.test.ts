@@ -69,3 +69,46 @@ describe('backoffMs', () => {
     }
   });
 });
+
+describe('expiry schedule (one timer per distinct exp)', () => {
+  it('expires each item when its exp passes, sharing one timer per exp, and never a removed one', async () => {
+    const { createExpirySchedule } = await import('../src/expiry.js');
+    vi.useFakeTimers();
+    const now = Date.now() / 1000;
+    const expired: string[] = [];
+    const schedule = createExpirySchedule<string>((item) => expired.push(item));
+    schedule.add('a', now + 10);
+    schedule.add('b', now + 10);
+    schedule.add('c', now + 20);
+    schedule.add('gone', now + 10);
+    schedule.remove('gone');
+    // One timer per distinct exp: two, whatever the number of items.
+    expect(vi.getTimerCount()).toBe(2);
+    vi.advanceTimersByTime(9_999);
+    expect(expired).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(expired).toEqual(['a', 'b']);
+    // Moving an item (a refreshed token) takes it out of its old exp.
+    schedule.add('c', now + 40);
+    expect(vi.getTimerCount()).toBe(1);
+    vi.advanceTimersByTime(10_000);
+    expect(expired).toEqual(['a', 'b']);
+    vi.advanceTimersByTime(20_000);
+    expect(expired).toEqual(['a', 'b', 'c']);
+    expect(schedule.size()).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('expires an exp months away on time (over 24.8 days), not at once', async () => {
+    const { createExpirySchedule } = await import('../src/expiry.js');
+    vi.useFakeTimers();
+    const expired: string[] = [];
+    const schedule = createExpirySchedule<string>((item) => expired.push(item));
+    const days40 = 40 * 24 * 3600;
+    schedule.add('long', Date.now() / 1000 + days40);
+    vi.advanceTimersByTime(MAX_TIMEOUT_MS + 1000);
+    expect(expired).toEqual([]);
+    vi.advanceTimersByTime(days40 * 1000 - MAX_TIMEOUT_MS - 1000);
+    expect(expired).toEqual(['long']);
+  });
+});
