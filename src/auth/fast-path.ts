@@ -131,3 +131,33 @@ function parseJsonObject(segment: string): JsonObject | undefined {
 function isPlainObject(value: unknown): value is JsonObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
+
+/**
+ * A fast path for one key that verifies each of several algorithms (a plain secret, a single
+ * JWK): `check` makes the signature check of an algorithm under that key, or undefined.
+ */
+export function createSingleKeyFastPath<K>(keyByAlgorithm: Iterable<readonly [string, K]>, check: (alg: string, key: K) => SignatureCheck | undefined): FastPath {
+  const checks = new Map<string, readonly SignatureCheck[]>();
+  for (const [alg, key] of keyByAlgorithm) {
+    const made = check(alg, key);
+    if (made) checks.set(alg, [made]);
+  }
+  return createFastPath((alg) => checks.get(alg) ?? NO_CHECKS);
+}
+
+/**
+ * `check`, made on first use per (key, alg) and kept while the key is: for JWK Sets, whose
+ * resolver hands out the same key objects every time.
+ */
+export function memoizeChecks<K extends object>(check: (alg: string, key: K) => SignatureCheck | undefined): (alg: string, key: K) => SignatureCheck | undefined {
+  const made = new WeakMap<K, Map<string, SignatureCheck | undefined>>();
+  return (alg, key) => {
+    let byAlg = made.get(key);
+    if (byAlg === undefined) {
+      byAlg = new Map();
+      made.set(key, byAlg);
+    }
+    if (!byAlg.has(alg)) byAlg.set(alg, check(alg, key));
+    return byAlg.get(alg);
+  };
+}

@@ -7,7 +7,7 @@
 
 import * as nodeCrypto from 'node:crypto';
 import { createHmac, createSecretKey } from 'node:crypto';
-import { createFastPath, NO_CHECKS, type FastPath, type SignatureCheck } from './fast-path.js';
+import { createSingleKeyFastPath, memoizeChecks, type FastPath, type SignatureCheck } from './fast-path.js';
 
 /** The claims of a token jose would accept, or undefined to let jose decide. */
 export type HmacFastPath = FastPath;
@@ -27,29 +27,12 @@ const HASH_BY_ALGORITHM: Readonly<Record<string, HashSpec>> = {
 
 /** A fast path for one HMAC secret (a plain secret or a single oct JWK): the token's kid is not read. */
 export function createHmacFastPath(secret: Uint8Array, algorithms: readonly string[]): HmacFastPath {
-  const checks = new Map<string, readonly SignatureCheck[]>();
-  for (const alg of algorithms) {
-    const check = hmacCheck(alg, secret);
-    if (check) checks.set(alg, [check]);
-  }
-  return createFastPath((alg) => checks.get(alg) ?? NO_CHECKS);
+  return createSingleKeyFastPath(algorithms.map((alg) => [alg, secret] as const), hmacCheck);
 }
 
-/**
- * One check per (secret, alg), made on first use and kept while the secret is: for sets,
- * whose resolver hands out the same Uint8Array objects every time.
- */
+/** hmacCheck per (secret, alg), made once: for sets, whose resolver hands out the same secrets. */
 export function hmacChecks(): (alg: string, secret: Uint8Array) => SignatureCheck | undefined {
-  const made = new WeakMap<Uint8Array, Map<string, SignatureCheck | undefined>>();
-  return (alg, secret) => {
-    let byAlg = made.get(secret);
-    if (byAlg === undefined) {
-      byAlg = new Map();
-      made.set(secret, byAlg);
-    }
-    if (!byAlg.has(alg)) byAlg.set(alg, hmacCheck(alg, secret));
-    return byAlg.get(alg);
-  };
+  return memoizeChecks(hmacCheck);
 }
 
 /** The check of an HS algorithm under one secret; undefined for any other algorithm. */

@@ -18,7 +18,7 @@
 
 import { constants, KeyObject, verify } from 'node:crypto';
 import type { CryptoKey } from 'jose';
-import { createFastPath, isCanonicalBase64url, NO_CHECKS, type FastPath, type SignatureCheck } from './fast-path.js';
+import { createSingleKeyFastPath, isCanonicalBase64url, memoizeChecks, type FastPath, type SignatureCheck } from './fast-path.js';
 
 interface VerifySpec {
   /** The digest, or null for Ed25519, which hashes itself. */
@@ -46,26 +46,12 @@ const SPEC_BY_ALGORITHM: Readonly<Record<string, VerifySpec>> = {
 
 /** A fast path for one public JWK, imported by jose once per algorithm it may verify. */
 export function createPublicKeyFastPath(keysByAlgorithm: ReadonlyMap<string, CryptoKey>): FastPath {
-  const checks = new Map<string, readonly SignatureCheck[]>();
-  for (const [alg, key] of keysByAlgorithm) {
-    const check = publicKeyCheck(alg, key);
-    if (check) checks.set(alg, [check]);
-  }
-  return createFastPath((alg) => checks.get(alg) ?? NO_CHECKS);
+  return createSingleKeyFastPath(keysByAlgorithm, publicKeyCheck);
 }
 
-/** One check per (key, alg), made on first use and kept while the key is (JWK Sets). */
+/** publicKeyCheck per (key, alg), made once: for JWK Sets. */
 export function publicKeyChecks(): (alg: string, key: CryptoKey) => SignatureCheck | undefined {
-  const made = new WeakMap<CryptoKey, Map<string, SignatureCheck | undefined>>();
-  return (alg, key) => {
-    let byAlg = made.get(key);
-    if (byAlg === undefined) {
-      byAlg = new Map();
-      made.set(key, byAlg);
-    }
-    if (!byAlg.has(alg)) byAlg.set(alg, publicKeyCheck(alg, key));
-    return byAlg.get(alg);
-  };
+  return memoizeChecks(publicKeyCheck);
 }
 
 /**
