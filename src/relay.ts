@@ -167,18 +167,22 @@ export function createRelay(opts: RelayOptions): Relay {
     session.heldChars += frame.text.length;
   }
 
-  /** As the socket's queue goes down: held frames move into it, and reading resumes below half. */
-  function takeHeld(socket: Socket): void {
+  /**
+   * Held frames move into the socket's queue while it has fewer than `limit`; once none is
+   * held and fewer than half the queue limit wait, the socket is no longer paused (and,
+   * while it is open, reading resumes).
+   */
+  function takeHeld(socket: Socket, limit = maxQueued, open = true): void {
     const { session } = socket;
-    while (session.held.length > 0 && batcher.pending(socket) < maxQueued) {
+    while (session.held.length > 0 && batcher.pending(socket) < limit) {
       const frame = session.held.shift() as HeldFrame;
       session.heldChars -= frame.text.length;
       enqueue(socket, frame);
     }
-    if (session.paused && session.held.length === 0 && batcher.pending(socket) < maxQueued / 2) {
+    if (session.paused && session.held.length === 0 && (!open || batcher.pending(socket) < maxQueued / 2)) {
       session.paused = false;
       paused -= 1;
-      socket.resume();
+      if (open) socket.resume();
     }
   }
 
@@ -270,18 +274,9 @@ export function createRelay(opts: RelayOptions): Relay {
     },
 
     onClose(socket, code) {
-      const { session } = socket;
       expiries.remove(socket);
       // Frames the socket sent before it closed still go out, after what was queued.
-      while (session.held.length > 0) {
-        const frame = session.held.shift() as HeldFrame;
-        session.heldChars -= frame.text.length;
-        enqueue(socket, frame);
-      }
-      if (session.paused) {
-        session.paused = false;
-        paused -= 1;
-      }
+      takeHeld(socket, Number.POSITIVE_INFINITY, false);
       opts.log.debug({ code, channels: socket.session.grant.channels }, 'socket closed');
       metaEvent(socket, 'ConnectionClose');
     },
