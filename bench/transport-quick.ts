@@ -51,6 +51,7 @@ async function measure(
     dbUri: uri, jwtSecret: SECRET, jwtSecretIsBase64: false, host: '127.0.0.1', port: 0,
     listenChannel: LISTEN_CHANNEL, metaChannel: undefined, rootPath: undefined, poolSize: 2, retries: 1,
     checkListenerInterval: 0, certificateFile: undefined, keyFile: undefined, adminPort: undefined, adminHost: '127.0.0.1', transport, logLevel: 'silent', embedded: false,
+    jwksUrl: undefined, jwtAudience: undefined, jwtIssuer: undefined, modeClaim: 'mode', channelsClaim: 'channels', defaultMode: undefined, jwtCookie: undefined, allowedOrigins: undefined,
   };
   const server = await start(config, { log: createLogger('silent') });
   const jwt = await new SignJWT({ mode: 'r' }).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(SECRET));

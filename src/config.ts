@@ -53,13 +53,28 @@ export function describeConfig(config: Config): Record<string, string | number |
     const value = config[row.key];
     if (value === undefined) described[row.key] = null;
     else if (row.key === 'dbUri' && typeof value === 'string') described[row.key] = maskDbUri(value);
+    else if (row.key === 'jwksUrl' && typeof value === 'string') described[row.key] = maskUrlCredentials(value);
     else if (row.secret) described[row.key] = REDACTED;
-    else described[row.key] = value;
+    else described[row.key] = Array.isArray(value) ? value.join(',') : (value as string | number | boolean);
   }
   return described;
 }
 
 const REDACTED = '[redacted]';
+
+/** A URL without what may be a credential: user, password and query string. */
+export function maskUrlCredentials(text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return REDACTED;
+  }
+  if (url.username !== '') url.username = '***';
+  if (url.password !== '') url.password = '***';
+  if (url.search !== '') url.search = '?***';
+  return url.toString();
+}
 
 function maskDbUri(uri: string): string {
   let url: URL;
@@ -227,13 +242,19 @@ function crossCheck(draft: Draft): string[] {
   const errors: string[] = [];
   if (draft.embedded === false) {
     for (const row of OPTION_LIST) {
-      if (row.required !== undefined && row.key in draft && draft[row.key] === undefined) {
+      const replaced = row.unlessSet !== undefined && draft[row.unlessSet] !== undefined;
+      if (row.required !== undefined && !replaced && row.key in draft && draft[row.key] === undefined) {
         errors.push(`${label(row)}: required. ${row.required}`);
       }
     }
   }
   errors.push(...checkPair(draft, OPTIONS.certificateFile, OPTIONS.keyFile));
   errors.push(...checkPair(draft, OPTIONS.keyFile, OPTIONS.certificateFile));
+  if (draft.jwtCookie !== undefined && 'allowedOrigins' in draft && draft.allowedOrigins === undefined) {
+    errors.push(
+      `${label(OPTIONS.jwtCookie)}: needs ${label(OPTIONS.allowedOrigins)}: a browser sends the cookie with a socket opened by any page, so only the origin check stops other sites from using it (cross-site WebSocket hijacking)`,
+    );
+  }
   if (draft.adminPort !== undefined && draft.adminPort !== 0 && draft.adminPort === draft.port) {
     errors.push(`${label(OPTIONS.adminPort)}: must differ from ${label(OPTIONS.port)} (${draft.port}): the admin endpoints need a port of their own`);
   }

@@ -4,7 +4,8 @@
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import type { Config, LogLevel, TransportChoice } from './types.js';
+import { parseAllowedOrigins } from './auth/origins.js';
+import type { Config, LogLevel, Mode, TransportChoice } from './types.js';
 
 export type ParseResult<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
 
@@ -37,6 +38,8 @@ export interface OptionSpec<K extends keyof Config> {
   readonly secret: boolean;
   /** Set on options required unless `--embedded`: how to fix the omission. */
   readonly required?: string;
+  /** Another option that makes this required one unnecessary when set. */
+  readonly unlessSet?: keyof Config;
   /** A sample value for sample.env when the option has no default. */
   readonly example?: string;
 }
@@ -74,7 +77,8 @@ export const OPTIONS: { readonly [K in keyof Config]: OptionSpec<K> } = {
     doc: 'JWT key: an HMAC secret, a JWK or a JWK Set as JSON; @/path/to/file reads it from a file (safer than a flag, which other users can see)',
     secret: true,
     required:
-      'Give the HMAC secret, a JWK or a JWK Set as JSON (or @/path/to/file), or run with --embedded to have a random secret generated',
+      'Give the HMAC secret, a JWK or a JWK Set as JSON (or @/path/to/file), or PGWS_JWKS_URL (--jwks-url) for keys from an identity provider, or run with --embedded to have a random secret generated',
+    unlessSet: 'jwksUrl',
     example: 'change-me-to-a-long-random-secret',
   },
   jwtSecretIsBase64: {
@@ -85,6 +89,85 @@ export const OPTIONS: { readonly [K in keyof Config]: OptionSpec<K> } = {
     parse: boolean,
     doc: 'the JWT secret is base64-encoded (base64url characters accepted)',
     secret: false,
+  },
+  // Access (PROTOCOL.md §8).
+  jwksUrl: {
+    key: 'jwksUrl',
+    env: 'PGWS_JWKS_URL',
+    flag: '--jwks-url <url>',
+    default: undefined,
+    parse: optional(httpUrl),
+    doc: "URL of an identity provider's JWK Set (https:// or http://): fetched at start (retried like the database), refetched every 10 minutes and when a token names an unknown kid (at most once per 30 s); a failed fetch keeps the keys it has. With PGWS_JWT_SECRET too, a token whose kid is in the set uses the set, any other the secret",
+    secret: true,
+    example: 'https://example.eu.auth0.com/.well-known/jwks.json',
+  },
+  jwtAudience: {
+    key: 'jwtAudience',
+    env: 'PGWS_JWT_AUDIENCE',
+    flag: '--jwt-audience <list>',
+    default: undefined,
+    parse: optional(commaList('audience')),
+    doc: 'comma-separated audiences: a token\'s aud (string or array) must contain one of them, else 401 "Token audience not allowed"; unset: aud is not checked',
+    secret: false,
+    example: 'authenticated',
+  },
+  jwtIssuer: {
+    key: 'jwtIssuer',
+    env: 'PGWS_JWT_ISSUER',
+    flag: '--jwt-issuer <list>',
+    default: undefined,
+    parse: optional(commaList('issuer')),
+    doc: 'comma-separated issuers: a token\'s iss must equal one of them, else 401 "Token issuer not allowed"; unset: iss is not checked',
+    secret: false,
+    example: 'https://example.eu.auth0.com/',
+  },
+  modeClaim: {
+    key: 'modeClaim',
+    env: 'PGWS_MODE_CLAIM',
+    flag: '--mode-claim <path>',
+    default: 'mode',
+    parse: claimPath,
+    doc: 'dotted path of the claim holding the mode ("r", "w" or "rw"), e.g. app_metadata.pgws.mode for tokens from identity providers; only that path is read',
+    secret: false,
+  },
+  channelsClaim: {
+    key: 'channelsClaim',
+    env: 'PGWS_CHANNELS_CLAIM',
+    flag: '--channels-claim <path>',
+    default: 'channels',
+    parse: claimPath,
+    doc: 'dotted path of the claim holding the allowed channels (an array of strings); the channel claim keeps its meaning',
+    secret: false,
+  },
+  defaultMode: {
+    key: 'defaultMode',
+    env: 'PGWS_DEFAULT_MODE',
+    flag: '--default-mode <mode>',
+    default: undefined,
+    parse: optional(mode),
+    doc: 'r, w or rw: the mode of tokens without a mode claim; unset: they are refused "Missing mode". A present but invalid mode is always refused',
+    secret: false,
+    example: 'r',
+  },
+  jwtCookie: {
+    key: 'jwtCookie',
+    env: 'PGWS_JWT_COOKIE',
+    flag: '--jwt-cookie <name>',
+    default: undefined,
+    parse: optional(cookieName),
+    doc: 'name of a cookie that may carry the token (e.g. an httpOnly session cookie); needs PGWS_ALLOWED_ORIGINS, since a browser sends cookies to sockets opened by any page; unset: cookies are never read',
+    secret: false,
+    example: 'access_token',
+  },
+  allowedOrigins: {
+    key: 'allowedOrigins',
+    env: 'PGWS_ALLOWED_ORIGINS',
+    flag: '--allowed-origins <list>',
+    default: undefined,
+    parse: optional(origins),
+    doc: 'comma-separated origins whose pages may open sockets: scheme://host[:port], a host may start with *. (any subdomain), * alone allows any; others get 403 "Origin not allowed"; requests without Origin (not browsers) are not checked; unset: any origin',
+    secret: false,
+    example: 'https://app.example.com,https://*.example.com',
   },
   host: {
     key: 'host',
@@ -298,7 +381,9 @@ export function longFlag(row: { readonly flag: string }): string {
 
 /** How --help and sample.env state what happens when the option is not set. */
 export function describeDefault(row: AnyOptionSpec): string {
-  if (row.required !== undefined) return 'required unless --embedded';
+  if (row.required !== undefined) {
+    return row.unlessSet === undefined ? 'required unless --embedded' : `required unless ${OPTIONS[row.unlessSet].env} is set or --embedded`;
+  }
   return row.default === undefined ? 'default: unset' : `default: ${row.default}`;
 }
 
@@ -389,6 +474,55 @@ function postgresUri(value: string): ParseResult<string> {
 
 function nonEmptySecret(value: string): ParseResult<string> {
   return value.trim() === '' ? fail('must not be blank') : ok(value);
+}
+
+function httpUrl(raw: string): ParseResult<string> {
+  const value = raw.trim();
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return fail('must be an https:// or http:// URL (the value is not shown: it may hold credentials)');
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return fail('must be an https:// or http:// URL');
+  return ok(value);
+}
+
+function commaList(what: string) {
+  return (raw: string): ParseResult<readonly string[]> => {
+    const entries = raw
+      .split(',')
+      .map((entry) => entry.trim())
+      .filter((entry) => entry !== '');
+    return entries.length === 0 ? fail(`expected one ${what} or more, comma-separated`) : ok(entries);
+  };
+}
+
+function claimPath(raw: string): ParseResult<string> {
+  const value = raw.trim();
+  if (value === '' || value.split('.').some((name) => name === '')) {
+    return fail('must be a claim name or a dotted path of names, such as app_metadata.pgws.mode');
+  }
+  return ok(value);
+}
+
+const MODES: readonly Mode[] = ['r', 'w', 'rw'];
+
+function mode(raw: string): ParseResult<Mode> {
+  const value = raw.trim();
+  const found = MODES.find((candidate) => candidate === value);
+  return found === undefined ? fail('must be r, w or rw') : ok(found);
+}
+
+/** RFC 6265 cookie names are HTTP tokens. */
+function cookieName(raw: string): ParseResult<string> {
+  const value = raw.trim();
+  return /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(value) ? ok(value) : fail('must be a cookie name (letters, digits and !#$%&\'*+-.^_`|~)');
+}
+
+function origins(raw: string): ParseResult<readonly string[]> {
+  const parsed = parseAllowedOrigins(raw);
+  return parsed.ok ? ok(parsed.value) : fail(parsed.error);
 }
 
 function text(raw: string): ParseResult<string> {

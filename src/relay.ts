@@ -45,13 +45,21 @@ export interface Session {
   heldChars: number;
   /** Reading from the socket is paused until its queue drains (flow control). */
   paused: boolean;
+  /** Whether the socket receives the notifications its own frames caused (`?echo=false`: no). */
+  readonly echo: boolean;
+}
+
+/** What a socket asked for at the upgrade, beside its grant. */
+export interface SessionOptions {
+  readonly echo: boolean;
 }
 
 export interface RelayOptions {
   readonly listenChannel: string;
   readonly metaChannel: string | undefined;
   readonly notifier: RelayNotifier;
-  readonly publish: (channel: string, text: string) => void;
+  /** Sends a notification to a channel's readers, leaving out `except` when given. */
+  readonly publish: (channel: string, text: string, except?: TransportSocket<Session>) => void;
   readonly log: Logger;
   /** Clock in Unix seconds (fractional); injectable for tests. */
   readonly now?: () => number;
@@ -76,7 +84,7 @@ export interface RelayOptions {
 }
 
 export interface Relay {
-  newSession(grant: Grant): Session;
+  newSession(grant: Grant, options?: SessionOptions): Session;
   onNotification(dbChannel: string, payload: string): void;
   onOpen(socket: TransportSocket<Session>): void;
   onFrame(socket: TransportSocket<Session>, text: string): void;
@@ -89,11 +97,39 @@ export interface Relay {
 
 export const DEFAULT_MAX_QUEUED_FRAMES = 256;
 const DEFAULT_MAX_HELD_CHARS = DEFAULT_MAX_QUEUED_FRAMES * (NOTIFY_PAYLOAD_LIMIT - 1);
+/** An own envelope not seen back from the database within this is forgotten (the listener was down). */
+const OWN_ENVELOPE_TTL_SECONDS = 60;
+/** Microsecond steps keep every stamp distinct while staying a plain count of seconds. */
+const STAMP_STEP_SECONDS = 1e-6;
 
 type Socket = TransportSocket<Session>;
 
 export function createRelay(opts: RelayOptions): Relay {
-  const now = opts.now ?? ((): number => Date.now() / 1000);
+  const now = opts.now ?? ((): number => (performance.timeOrigin + performance.now()) / 1000);
+  /**
+   * message_delivered_at, strictly increasing, so no two envelopes pgws writes are the same
+   * text: PostgreSQL delivers identical notifications of one transaction once (a batch of
+   * equal frames would shrink to one), and the echo check below tells envelopes apart by text.
+   */
+  let lastStamp = 0;
+  const stamp = (): number => (lastStamp = Math.max(now(), lastStamp + STAMP_STEP_SECONDS));
+  /**
+   * Envelopes sent by sockets with echo off, by their text (unique, see stamp): when one comes
+   * back from the LISTEN, its socket is left out of the fan-out. Matched by identity, so another
+   * socket's frame with the same payload still reaches it. Entries go when seen, when their
+   * NOTIFY fails, or after OWN_ENVELOPE_TTL_SECONDS (oldest first: a Map keeps insertion order).
+   */
+  const ownEnvelopes = new Map<string, { readonly socket: Socket; readonly at: number }>();
+  function rememberOwn(socket: Socket, payloads: readonly string[], at: number): void {
+    for (const [text, entry] of ownEnvelopes) {
+      if (at - entry.at < OWN_ENVELOPE_TTL_SECONDS) break;
+      ownEnvelopes.delete(text);
+    }
+    for (const text of payloads) ownEnvelopes.set(text, { socket, at });
+  }
+  function forgetOwn(payloads: readonly string[]): void {
+    for (const text of payloads) ownEnvelopes.delete(text);
+  }
   const maxQueued = opts.maxQueuedFrames ?? DEFAULT_MAX_QUEUED_FRAMES;
   const maxHeldChars = opts.maxHeldChars ?? DEFAULT_MAX_HELD_CHARS;
   const metrics = opts.metrics;
@@ -132,7 +168,9 @@ export function createRelay(opts: RelayOptions): Relay {
       fail(socket, Close.TooBig, `Message too big: its NOTIFY envelope is ${biggest} bytes, the limit is ${NOTIFY_PAYLOAD_LIMIT - 1}`);
       return;
     }
+    if (!session.echo) rememberOwn(socket, payloads, frame.at);
     sendEnvelopes(socket, payloads).catch((err: unknown) => {
+      if (!session.echo) forgetOwn(payloads);
       if (session.failed) return;
       opts.log.error(
         { channels: grant.channels, remote: socket.remoteAddress, err: errorText(err) },
@@ -220,7 +258,7 @@ export function createRelay(opts: RelayOptions): Relay {
     const meta = opts.metaChannel;
     if (meta === undefined) return;
     const { grant } = socket.session;
-    const text = encodeEnvelope({ event, channel: meta, payload: grant.channels.join(','), claims: stampClaims(grant.claims, now()) });
+    const text = encodeEnvelope({ event, channel: meta, payload: grant.channels.join(','), claims: stampClaims(grant.claims, stamp()) });
     if (!fitsNotify(text)) {
       opts.log.warn({ event, bytes: Buffer.byteLength(text) }, 'meta event not sent: its envelope is over the 8000-byte NOTIFY limit');
       return;
@@ -231,8 +269,9 @@ export function createRelay(opts: RelayOptions): Relay {
   }
 
   return {
-    newSession(grant) {
+    newSession(grant, options) {
       return {
+        echo: options?.echo ?? true,
         grant,
         failed: false,
         rate: createRateLimiter(opts.maxMessagesPerSecond ?? 0),
@@ -244,7 +283,9 @@ export function createRelay(opts: RelayOptions): Relay {
 
     onNotification(dbChannel, payload) {
       metrics?.markNotification();
-      opts.publish(routeNotification(dbChannel, payload), payload);
+      const own = ownEnvelopes.size === 0 ? undefined : ownEnvelopes.get(payload);
+      if (own !== undefined) ownEnvelopes.delete(payload);
+      opts.publish(routeNotification(dbChannel, payload), payload, own?.socket);
     },
 
     onOpen(socket) {
@@ -267,7 +308,7 @@ export function createRelay(opts: RelayOptions): Relay {
         fail(socket, Close.PolicyViolation, `Rate limit: more than ${opts.maxMessagesPerSecond ?? 0} messages per second`);
         return;
       }
-      const frame: HeldFrame = { text, at: now() };
+      const frame: HeldFrame = { text, at: stamp() };
       if (session.held.length === 0 && batcher.pending(socket) < maxQueued) enqueue(socket, frame);
       else hold(socket, frame);
       if (!session.failed && batcher.pending(socket) >= maxQueued) pause(socket);

@@ -6,7 +6,9 @@
 import { EventEmitter } from 'node:events';
 import { healthAnswer, metricsNotHereAnswer, readyAnswer, type ReadinessProbes } from './admin/endpoints.js';
 import { startAdminServer } from './admin/server.js';
-import { createAuthenticator, channelFromPath, type AuthResult } from './auth/index.js';
+import { createAuthenticator, loggableChannel, type AuthResult } from './auth/index.js';
+import { createOriginPolicy } from './auth/origins.js';
+import { readSocketRequest, type SocketRequest } from './auth/token-source.js';
 import { createListener, type Listener } from './db/listener.js';
 import { createNotifier } from './db/notifier.js';
 import { bannerAnswer } from './http/banner.js';
@@ -74,7 +76,15 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   }
   const events = new EventEmitter<ServerEvents>();
   const metrics = createMetrics();
-  const authenticator = await createAuthenticator({ jwtSecret, jwtSecretIsBase64: config.jwtSecretIsBase64 });
+  const authenticator = await createAuthenticator({
+    jwtSecret,
+    jwtSecretIsBase64: config.jwtSecretIsBase64,
+    modeClaim: config.modeClaim,
+    channelsClaim: config.channelsClaim,
+    defaultMode: config.defaultMode,
+    audience: config.jwtAudience,
+    issuer: config.jwtIssuer,
+  });
   const serveStatic = config.rootPath ? await createStaticHandler(config.rootPath) : undefined;
   const teardown = createTeardown();
   let stopping = false;
@@ -115,7 +125,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
 
     const handlers = socketHandlers(config, log, metrics, {
       stopping: () => stopping,
-      authorize: (path) => authenticator.authorize(path),
+      authorize: (channel, token) => authenticator.authorizeToken(channel, token),
       relay: () => relay,
       answerHttp: (req) => answerHttp(req, config, probes, serveStatic),
     });
@@ -141,7 +151,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       listenChannel: config.listenChannel,
       metaChannel: config.metaChannel,
       notifier,
-      publish: (channel, text) => metrics.markFramesSent(activeTransport.publish(channel, text)),
+      publish: (channel, text, except) => metrics.markFramesSent(activeTransport.publish(channel, text, except)),
       log,
       concurrency: config.poolSize,
       maxQueuedFrames: config.maxQueuedMessages,
@@ -213,7 +223,7 @@ function watchListener(listener: Listener, events: EventEmitter<ServerEvents>, m
 
 interface HandlerParts {
   stopping(): boolean;
-  authorize(path: string): AuthResult | Promise<AuthResult>;
+  authorize(channel: string | undefined, token: string): AuthResult | Promise<AuthResult>;
   /** Undefined only before start() created it, when no socket can be open yet. */
   relay(): Relay | undefined;
   answerHttp(req: HttpRequest): Promise<HttpAnswer>;
@@ -226,15 +236,17 @@ function socketHandlers(config: Config, log: Logger, metrics: Metrics, parts: Ha
     if (current === undefined) throw new Error('a socket event arrived before the relay existed');
     return current;
   };
-  const decide = (result: AuthResult, req: UpgradeRequest): UpgradeDecision<Session> => {
-    if (!result.ok) {
-      metrics.markUpgrade(result.status);
-      // The path holds the token: only its channel part is logged.
-      log.warn({ status: result.status, reason: result.reason, remote: req.remoteAddress, channel: channelFromPath(req.path) }, 'handshake rejected');
-      return { accept: false, status: result.status, reason: result.reason };
-    }
+  const origins = createOriginPolicy(config.allowedOrigins);
+  /** A refusal: counted and logged. The request may hold a token anywhere: only a channel is logged. */
+  const refuse = (status: number, reason: string, req: UpgradeRequest, channel: string | undefined): UpgradeDecision<Session> => {
+    metrics.markUpgrade(status);
+    log.warn({ status, reason, remote: req.remoteAddress, channel: loggableChannel(channel) }, 'handshake rejected');
+    return { accept: false, status, reason };
+  };
+  const decide = (result: AuthResult, req: UpgradeRequest, asked: SocketRequest): UpgradeDecision<Session> => {
+    if (!result.ok) return refuse(result.status, result.reason, req, asked.channel);
     metrics.markUpgrade(101);
-    return { accept: true, session: relay().newSession(result.grant) };
+    return { accept: true, session: relay().newSession(result.grant, { echo: asked.echo }), protocol: asked.protocol };
   };
   return {
     upgrade(req) {
@@ -242,10 +254,16 @@ function socketHandlers(config: Config, log: Logger, metrics: Metrics, parts: Ha
         metrics.markUpgrade(503);
         return { accept: false, status: 503, reason: 'Server shutting down' };
       }
+      // Before the token: a page of another site learns nothing about tokens, not even by timing.
+      if (!origins.allows(req.origin)) return refuse(403, 'Origin not allowed', req, undefined);
+      const asked = readSocketRequest(req, config.jwtCookie);
+      if (!asked.ok) return refuse(asked.status, asked.reason, req, undefined);
+      // Protocol v2 is PROTOCOL.md §9, not built yet: say so rather than speak v1 to a v2 client.
+      if (asked.v2) return refuse(400, 'Subprotocol pgws.v2 is not supported by this server yet: offer pgws.v1', req, asked.channel);
       // Most tokens are decided at once (the fast path, the token cache); only jose's
       // verdicts wait. decide() is shared, so a handshake allocates no closure for it.
-      const result = parts.authorize(req.path);
-      return result instanceof Promise ? result.then((verdict) => decide(verdict, req)) : decide(result, req);
+      const result = parts.authorize(asked.channel, asked.token);
+      return result instanceof Promise ? result.then((verdict) => decide(verdict, req, asked)) : decide(result, req, asked);
     },
     open(socket) {
       // Guarded: building the entry would read the remote address, which a socket only

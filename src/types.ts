@@ -54,13 +54,31 @@ export interface Config {
   readonly logLevel: LogLevel;
   /** Start a throwaway embedded PostgreSQL when no dbUri is given (development only). */
   readonly embedded: boolean;
+  /** URL of a JWK Set to verify tokens with, beside or instead of jwtSecret. May hold credentials: secret. */
+  readonly jwksUrl: string | undefined;
+  /** `aud` must contain one of these; undefined: not checked. */
+  readonly jwtAudience: readonly string[] | undefined;
+  /** `iss` must equal one of these; undefined: not checked. */
+  readonly jwtIssuer: readonly string[] | undefined;
+  /** Dotted path of the mode claim. */
+  readonly modeClaim: string;
+  /** Dotted path of the allowed-channels claim. */
+  readonly channelsClaim: string;
+  /** Mode for tokens without the mode claim; undefined refuses them ("Missing mode"). */
+  readonly defaultMode: Mode | undefined;
+  /** Name of the cookie that may carry the token; undefined: cookies are never read. */
+  readonly jwtCookie: string | undefined;
+  /** Origins allowed to open sockets (`*`, `scheme://host[:port]`, `*.` subdomains); undefined: any. */
+  readonly allowedOrigins: readonly string[] | undefined;
 }
 
-/** The verified claims of a token. `mode` is checked; every other claim is passed through as is. */
+/**
+ * The verified claims of a token: its whole payload, as the envelope carries it. The mode
+ * and channels were read from it (where PGWS_MODE_CLAIM and PGWS_CHANNELS_CLAIM say) into
+ * the Grant; `channel`, `exp` and `nbf` were checked to have their types.
+ */
 export interface Claims {
-  readonly mode: Mode;
   readonly channel?: string;
-  readonly channels?: readonly string[];
   readonly exp?: number;
   readonly nbf?: number;
   readonly [claim: string]: Json | undefined;

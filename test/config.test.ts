@@ -78,6 +78,14 @@ describe('defaults', () => {
       transport: 'auto',
       logLevel: 'info',
       embedded: false,
+      jwksUrl: undefined,
+      jwtAudience: undefined,
+      jwtIssuer: undefined,
+      modeClaim: 'mode',
+      channelsClaim: 'channels',
+      defaultMode: undefined,
+      jwtCookie: undefined,
+      allowedOrigins: undefined,
     });
   });
 
@@ -342,6 +350,14 @@ describe('command-line flags', () => {
         '--transport', 'ws',
         '--log-level', 'warn',
         '--embedded',
+        '--jwks-url', 'https://idp.example.com/.well-known/jwks.json',
+        '--jwt-audience', 'api, other',
+        '--jwt-issuer', 'https://idp.example.com/',
+        '--mode-claim', 'app_metadata.pgws.mode',
+        '--channels-claim', 'app_metadata.pgws.channels',
+        '--default-mode', 'r',
+        '--jwt-cookie', 'session',
+        '--allowed-origins', 'https://app.example.com, https://*.example.com',
       ],
     });
     expect(config).toEqual({
@@ -369,6 +385,14 @@ describe('command-line flags', () => {
       transport: 'ws',
       logLevel: 'warn',
       embedded: true,
+      jwksUrl: 'https://idp.example.com/.well-known/jwks.json',
+      jwtAudience: ['api', 'other'],
+      jwtIssuer: ['https://idp.example.com/'],
+      modeClaim: 'app_metadata.pgws.mode',
+      channelsClaim: 'app_metadata.pgws.channels',
+      defaultMode: 'r',
+      jwtCookie: 'session',
+      allowedOrigins: ['https://app.example.com', 'https://*.example.com'],
     });
   });
 

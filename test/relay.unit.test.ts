@@ -157,9 +157,11 @@ function fakeSocket(session: Session, { canPause = true } = {}): FakeSocket {
   };
 }
 
-function setup(metaChannel?: string): { relay: ReturnType<typeof createRelay>; sent: string[][]; published: [string, string][]; fail: { on: boolean } } {
+type Published = [channel: string, text: string, except?: TransportSocket<Session>];
+
+function setup(metaChannel?: string): { relay: ReturnType<typeof createRelay>; sent: string[][]; published: Published[]; fail: { on: boolean } } {
   const sent: string[][] = [];
-  const published: [string, string][] = [];
+  const published: Published[] = [];
   const fail = { on: false };
   const notifier: RelayNotifier = {
     notifyAll: async (_channel, payloads) => {
@@ -171,7 +173,7 @@ function setup(metaChannel?: string): { relay: ReturnType<typeof createRelay>; s
     listenChannel: 'listen',
     metaChannel,
     notifier,
-    publish: (channel, text) => void published.push([channel, text]),
+    publish: (channel, text, except) => void published.push(except === undefined ? [channel, text] : [channel, text, except]),
     log: createLogger('silent'),
     now: () => 1700000000.5,
   });
@@ -253,7 +255,42 @@ describe('relay', () => {
     // Both may travel in one batch: what matters is that both went, in order.
     expect(sent.flat().map((p) => JSON.parse(p))).toEqual([
       { event: 'ConnectionOpen', channel: 'meta', payload: 'a,b', claims: { mode: 'r', role: 'x', message_delivered_at: 1700000000.5 } },
-      { event: 'ConnectionClose', channel: 'meta', payload: 'a,b', claims: { mode: 'r', role: 'x', message_delivered_at: 1700000000.5 } },
+      // The clock stood still: the second stamp is one microsecond later, so the two
+      // envelopes can never be the same text (see the next test).
+      { event: 'ConnectionClose', channel: 'meta', payload: 'a,b', claims: { mode: 'r', role: 'x', message_delivered_at: 1700000000.500001 } },
+    ]);
+  });
+
+  it('stamps every frame later than the one before, so equal frames never make equal envelopes', async () => {
+    // PostgreSQL delivers identical notifications of one transaction once: equal envelopes in
+    // one batch would lose frames. The clock here never moves.
+    const { relay, sent } = setup();
+    const socket = fakeSocket(relay.newSession(grant('w', ['a'])));
+    for (let i = 0; i < 5; i += 1) relay.onFrame(socket, 'same');
+    await settle();
+    const stamps = sent.flat().map((p) => (JSON.parse(p) as { claims: { message_delivered_at: number } }).claims.message_delivered_at);
+    expect(stamps).toHaveLength(5);
+    expect(new Set(sent.flat()).size).toBe(5);
+    for (let i = 1; i < stamps.length; i += 1) expect(stamps[i]).toBeGreaterThan(stamps[i - 1] ?? Infinity);
+  });
+
+  it('leaves a socket with echo off out of the notifications its own frames caused, and only those', async () => {
+    const { relay, sent, published } = setup();
+    const quiet = fakeSocket(relay.newSession(grant('rw', ['a']), { echo: false }));
+    const loud = fakeSocket(relay.newSession(grant('rw', ['a'])));
+    relay.onFrame(quiet, 'same text');
+    relay.onFrame(loud, 'same text');
+    await settle();
+    const [fromQuiet, fromLoud] = sent.flat();
+    if (fromQuiet === undefined || fromLoud === undefined) throw new Error('two envelopes expected');
+    relay.onNotification('listen', fromLoud);
+    relay.onNotification('listen', fromQuiet);
+    // The same text sent again by SQL (not by the socket) is no longer the socket's own.
+    relay.onNotification('listen', fromQuiet);
+    expect(published.map(([, text, except]) => [text, except])).toEqual([
+      [fromLoud, undefined],
+      [fromQuiet, quiet],
+      [fromQuiet, undefined],
     ]);
   });
 });

@@ -1,4 +1,13 @@
-// Public API of the handshake check: turn a WebSocket request path into a Grant or a rejection.
-export { createAuthenticator, createVerifier, type Authenticator, type AuthenticatorOptions, type AuthResult, type Verifier } from './verify.js';
-export { parseSocketPath, channelFromPath, type ParsedPath } from './path.js';
+// Public API of the handshake check: turn a token (from the path or elsewhere) into a Grant or a rejection.
+export {
+  createAuthenticator,
+  createVerifier,
+  type Authenticator,
+  type AuthenticatorOptions,
+  type AuthResult,
+  type ClaimRules,
+  type TokenCheck,
+  type Verifier,
+} from './verify.js';
+export { parseSocketPath, channelFromPath, loggableChannel, type ParsedPath } from './path.js';
 export { loadVerificationKeys, type KeySource, type KeyKind } from './keys.js';

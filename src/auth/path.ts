@@ -38,7 +38,14 @@ const MAX_LOGGED_CHANNEL = 100;
  */
 export function channelFromPath(rawPath: string): string | undefined {
   const parsed = parseSocketPath(rawPath);
-  const channel = parsed.ok ? parsed.channel : undefined;
+  return loggableChannel(parsed.ok ? parsed.channel : undefined);
+}
+
+/**
+ * A decoded channel as it may be logged: one that looks like a JWT (a client that put its
+ * token where a channel goes) is replaced by a placeholder, a long one is cut.
+ */
+export function loggableChannel(channel: string | undefined): string | undefined {
   if (channel === undefined) return undefined;
   if (LOOKS_LIKE_JWT.test(channel)) return '[redacted: looks like a token]';
   return channel.length > MAX_LOGGED_CHANNEL ? `${channel.slice(0, MAX_LOGGED_CHANNEL)}...` : channel;

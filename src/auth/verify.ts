@@ -13,19 +13,40 @@ import { createTokenCache } from './token-cache.js';
 
 export type AuthResult = { ok: true; grant: Grant } | { ok: false; status: 400 | 401 | 403; reason: string };
 
-export interface Authenticator {
+export interface Authenticator extends TokenCheck {
   /** What PGWS_JWT_SECRET turned out to be (HMAC secret, JWK or JWK Set); safe to log. */
   readonly keyKind: KeyKind;
+}
+
+/** The per-socket check, for a token wherever it came from, or for a v1 path holding it. */
+export interface TokenCheck {
   /**
-   * Checks a raw request path. Never throws or rejects. `nowSeconds` overrides the clock (tests).
-   * A verdict known without I/O (a bad path, a token accepted by the fast path or found in
-   * the cache of verified tokens) comes back as a plain value, so the transport can answer
-   * within the upgrade callback; one that needs jose comes back as a Promise.
+   * Checks a token and the channel asked for (undefined: every channel the token lists).
+   * Never throws or rejects. `nowSeconds` overrides the clock (tests). A verdict known
+   * without I/O (a token accepted by the fast path or found in the cache of verified
+   * tokens) comes back as a plain value, so the transport can answer within the upgrade
+   * callback; one that needs jose comes back as a Promise.
    */
+  authorizeToken(channel: string | undefined, token: string, nowSeconds?: number): AuthResult | Promise<AuthResult>;
+  /** The same for a raw v1 path, `/<channel>/<jwt>` or `/<jwt>` (a bad path is a 400). */
   authorize(rawPath: string, nowSeconds?: number): AuthResult | Promise<AuthResult>;
 }
 
-export interface AuthenticatorOptions {
+/** How claims become a grant (PROTOCOL.md §8, Claims from identity providers; audience, issuer). */
+export interface ClaimRules {
+  /** Dotted path of the mode claim (PGWS_MODE_CLAIM); default `mode`. */
+  readonly modeClaim?: string;
+  /** Dotted path of the allowed-channels array (PGWS_CHANNELS_CLAIM); default `channels`. */
+  readonly channelsClaim?: string;
+  /** Mode of tokens without the mode claim (PGWS_DEFAULT_MODE); undefined refuses them. */
+  readonly defaultMode?: Mode | undefined;
+  /** `aud` must contain one of these (PGWS_JWT_AUDIENCE); undefined: not checked. */
+  readonly audience?: readonly string[] | undefined;
+  /** `iss` must equal one of these (PGWS_JWT_ISSUER); undefined: not checked. */
+  readonly issuer?: readonly string[] | undefined;
+}
+
+export interface AuthenticatorOptions extends ClaimRules {
   readonly jwtSecret: string;
   readonly jwtSecretIsBase64: boolean;
 }
@@ -38,19 +59,19 @@ const MODES: readonly Mode[] = ['r', 'w', 'rw'];
 
 /** Loads the keys once (throws on an unusable secret) and returns the per-socket check. */
 export async function createAuthenticator(opts: AuthenticatorOptions): Promise<Authenticator> {
-  const verifier = createVerifier();
+  const verifier = createVerifier(opts);
   const keys = await loadVerificationKeys(opts.jwtSecret, opts.jwtSecretIsBase64);
   verifier.useKeys(keys);
   return {
     keyKind: keys.kind,
+    authorizeToken: (channel, token, nowSeconds) => verifier.authorizeToken(channel, token, nowSeconds),
     authorize: (rawPath, nowSeconds) => verifier.authorize(rawPath, nowSeconds),
   };
 }
 
-export interface Verifier {
+export interface Verifier extends TokenCheck {
   /** Puts keys in use (at start, and whenever they are reloaded): forgets every token verified before. */
   useKeys(keys: KeySource): void;
-  authorize(rawPath: string, nowSeconds?: number): AuthResult | Promise<AuthResult>;
 }
 
 /**
@@ -59,7 +80,8 @@ export interface Verifier {
  * the word of keys that are gone. (Keys are loaded once today; keys fetched from a URL will
  * call useKeys on every refetch that changes them.) Exported for that and for tests.
  */
-export function createVerifier(): Verifier {
+export function createVerifier(rules: ClaimRules = {}): Verifier {
+  const grantFor = createGrantRule(rules);
   let keys: KeySource | undefined;
   const cache = createTokenCache<JsonObject>();
   /** Bumped by useKeys: a verification that began under older keys is not cached. */
@@ -95,12 +117,15 @@ export function createVerifier(): Verifier {
     },
 
     authorize(rawPath, nowSeconds) {
+      const path = parseSocketPath(rawPath);
+      if (!path.ok) return reject(400, path.reason);
+      return this.authorizeToken(path.channel, path.token, nowSeconds);
+    },
+
+    authorizeToken(channel, token, nowSeconds) {
       const current = keys;
       // Unreachable: createAuthenticator loads keys before it hands authorize out.
       if (current === undefined) return reject(401, 'Invalid token');
-      const path = parseSocketPath(rawPath);
-      if (!path.ok) return reject(400, path.reason);
-      const { channel, token } = path;
       // postgres-websockets verifies an empty token to an empty claim set, which then
       // lacks `mode`; jose would call it malformed, so it never gets there.
       if (token === '') return grantFor(channel, {});
@@ -124,15 +149,51 @@ function currentSecond(): number {
   return Math.floor(Date.now() / 1000);
 }
 
-/** The claims checks and the channel table, once the token's signature and times are known good. */
-function grantFor(requestedChannel: string | undefined, payload: JsonObject): AuthResult {
-  const claims = checkClaims(payload);
-  if (!claims.ok) return claims;
+type GrantRule = (requestedChannel: string | undefined, payload: JsonObject) => AuthResult;
 
-  const channels = grantedChannels(requestedChannel, claims.value);
-  if (channels.length === 0) return reject(403, 'No allowed channels');
+/**
+ * The claims checks and the channel table, run once the token's signature and times are
+ * known good, whichever path verified it (fast path, cache, jose): so audience and issuer
+ * are checked here rather than by jose, and every path applies the same rules.
+ */
+function createGrantRule(rules: ClaimRules): GrantRule {
+  const modePath = splitClaimPath(rules.modeClaim ?? 'mode');
+  const channelsPath = splitClaimPath(rules.channelsClaim ?? 'channels');
+  const { audience, issuer, defaultMode } = rules;
+  const badChannels = `Invalid "${rules.channelsClaim ?? 'channels'}" claim: expected an array of strings`;
+  return (requestedChannel, payload) => {
+    if (audience !== undefined && !hasAudience(payload.aud, audience)) return reject(401, 'Token audience not allowed');
+    if (issuer !== undefined && !(typeof payload.iss === 'string' && issuer.includes(payload.iss))) {
+      return reject(401, 'Token issuer not allowed');
+    }
+    const claims = checkClaims(payload, readClaim(payload, modePath), readClaim(payload, channelsPath), defaultMode, badChannels);
+    if (!claims.ok) return claims;
 
-  return { ok: true, grant: { mode: claims.value.mode, channels, claims: claims.value, exp: claims.value.exp } };
+    const channels = grantedChannels(requestedChannel, claims.value);
+    if (channels.length === 0) return reject(403, 'No allowed channels');
+
+    return { ok: true, grant: { mode: claims.value.mode, channels, claims: payload as Claims, exp: claims.value.exp } };
+  };
+}
+
+function hasAudience(aud: Json | undefined, allowed: readonly string[]): boolean {
+  if (typeof aud === 'string') return allowed.includes(aud);
+  return Array.isArray(aud) && aud.some((entry) => typeof entry === 'string' && allowed.includes(entry));
+}
+
+/** `app_metadata.pgws.mode` -> its names; a claim name without dots is one name. */
+function splitClaimPath(path: string): readonly string[] {
+  return path.split('.');
+}
+
+/** The value at a dotted path; undefined when missing or when the path runs through a non-object. */
+function readClaim(payload: JsonObject, path: readonly string[]): Json | undefined {
+  let value: Json | undefined = payload;
+  for (const name of path) {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined;
+    value = (value as JsonObject)[name];
+  }
+  return value;
 }
 
 // ---------------------------------------------------------------------------
@@ -202,23 +263,39 @@ function asJsonObject(payload: JWTPayload): JsonObject {
 // ---------------------------------------------------------------------------
 // Claims
 
+/** What the grant is built from: the mode and channel claims, read where the rules say. */
+interface GrantClaims {
+  readonly mode: Mode;
+  readonly channel: string | undefined;
+  readonly channels: readonly string[] | undefined;
+  readonly exp: number | undefined;
+}
+
 /**
- * Checks `mode`, `channel` and `channels`; every other claim passes through untouched. The
- * payload itself becomes the claims (no copy): a cached one is shared by every socket of
- * that token, which is safe because nothing writes a grant's claims (they are readonly).
+ * Checks the mode, `channel` and the channels claim; every other claim passes through
+ * untouched. The payload itself becomes the grant's claims (no copy): a cached one is
+ * shared by every socket of that token, which is safe because nothing writes a grant's
+ * claims (they are readonly). A present but invalid mode is refused even with a default.
  */
-function checkClaims(payload: JsonObject): Verified<Claims> {
-  const { mode, channel, channels } = payload;
-  if (mode === undefined) return reject(401, 'Missing mode');
-  if (!isMode(mode)) return reject(401, 'Invalid mode: expected "r", "w" or "rw"');
+function checkClaims(
+  payload: JsonObject,
+  mode: Json | undefined,
+  channels: Json | undefined,
+  defaultMode: Mode | undefined,
+  badChannels: string,
+): Verified<GrantClaims> {
+  const { channel, exp } = payload;
+  const effectiveMode = mode === undefined ? defaultMode : mode;
+  if (effectiveMode === undefined) return reject(401, 'Missing mode');
+  if (!isMode(effectiveMode)) return reject(401, 'Invalid mode: expected "r", "w" or "rw"');
   if (channel !== undefined && typeof channel !== 'string') {
     return reject(401, 'Invalid "channel" claim: expected a string');
   }
   if (channels !== undefined && !isStringArray(channels)) {
-    return reject(401, 'Invalid "channels" claim: expected an array of strings');
+    return reject(401, badChannels);
   }
   // exp/nbf, when present, were checked to be numbers by the verification before we got here.
-  return { ok: true, value: payload as Claims };
+  return { ok: true, value: { mode: effectiveMode, channel, channels, exp: typeof exp === 'number' ? exp : undefined } };
 }
 
 function isMode(value: Json): value is Mode {
@@ -234,7 +311,7 @@ function isStringArray(value: Json): value is string[] {
  * is `channel` followed by `channels`, duplicates removed, first occurrence kept; a request
  * for one channel only asks whether it is in that list, so no list is built for it.
  */
-function grantedChannels(requested: string | undefined, claims: Claims): string[] {
+function grantedChannels(requested: string | undefined, claims: GrantClaims): string[] {
   const { channel, channels } = claims;
   if (requested !== undefined) {
     // A token without channel claims may open any channel (as in postgres-websockets).

@@ -5,15 +5,29 @@ import type { CloseCode } from '../types.js';
 /** Why the transport itself answered an upgrade before (or instead of) the server's decision. */
 export type TransportRefusal = 'max-connections' | 'handshake-timeout' | 'shutting-down' | 'internal-error';
 
-/** What the server learns from an upgrade request, copied before any await. */
+/**
+ * What the server learns from an upgrade request, copied before any await (uWS frees its
+ * request when the callback returns). Header values are as sent, '' when absent.
+ */
 export interface UpgradeRequest {
-  /** Raw path, percent-encoded, without the query string. Holds the token: never log it. */
+  /** Raw path, percent-encoded, without the query string. May hold the token: never log it. */
   readonly path: string;
+  /** Raw query string without the '?', '' when none. May hold the token: never log it. */
+  readonly query: string;
   readonly remoteAddress: string;
+  /** `Authorization`. May hold the token: never log it. */
+  readonly authorization: string;
+  /** `Cookie`. May hold the token: never log it. */
+  readonly cookie: string;
+  /** `Sec-WebSocket-Protocol`: the offered subprotocols. May hold the token: never log it. */
+  readonly protocols: string;
+  /** `Origin`, sent by browsers. */
+  readonly origin: string;
 }
 
 export type UpgradeDecision<S> =
-  | { readonly accept: true; readonly session: S }
+  /** `protocol`: the subprotocol the 101 selects (`Sec-WebSocket-Protocol`); none when undefined. */
+  | { readonly accept: true; readonly session: S; readonly protocol?: string | undefined }
   | { readonly accept: false; readonly status: number; readonly reason: string };
 
 /** A plain HTTP answer (static files, banner, errors). */
@@ -117,8 +131,11 @@ export interface Transport<S> {
   readonly tlsAvailable: boolean;
   /** Starts listening; resolves with the bound port. */
   listen(): Promise<number>;
-  /** Sends text to every socket subscribed to the channel; returns how many sockets that was. */
-  publish(channel: string, text: string): number;
+  /**
+   * Sends text to every socket subscribed to the channel, except `except` when given (a
+   * socket that asked not to receive what it caused itself); returns how many sockets that was.
+   */
+  publish(channel: string, text: string, except?: TransportSocket<S>): number;
   /** Stops accepting connections, closes every socket with the code, and releases the port. */
   shutdown(code: CloseCode, reason: string): Promise<void>;
   socketCount(): number;

@@ -83,7 +83,8 @@ export function createUwsTransport<S>(
       writeAnswer(res, { status: 503, headers: {}, body: 'Server shutting down\n' });
     } else if (decision.accept) {
       const data: UserData<S> = { session: decision.session, remoteAddress: upgrade.request.addressIfRead(), closed: false, handle: undefined };
-      res.upgrade(data, upgrade.key, upgrade.protocol, upgrade.extensions, upgrade.context);
+      // The subprotocol is the server's choice: never simply the first offered, which may be a bearer token.
+      res.upgrade(data, upgrade.key, decision.protocol ?? '', upgrade.extensions, upgrade.context);
     } else {
       writeAnswer(res, { status: decision.status, headers: {}, body: `${decision.reason}\n` });
     }
@@ -104,8 +105,14 @@ export function createUwsTransport<S>(
       // The request object lives on the stack: copy everything before any await.
       const path = req.getUrl();
       const key = req.getHeader('sec-websocket-key');
-      const protocol = firstProtocol(req.getHeader('sec-websocket-protocol'));
       const extensions = req.getHeader('sec-websocket-extensions');
+      const headers: UpgradeHeaders = {
+        query: req.getQuery() ?? '',
+        authorization: req.getHeader('authorization'),
+        cookie: req.getHeader('cookie'),
+        protocols: req.getHeader('sec-websocket-protocol'),
+        origin: req.getHeader('origin'),
+      };
       if (closing) {
         handlers.refused?.('shutting-down');
         writeAnswer(res, { status: 503, headers: {}, body: 'Server shutting down\n' });
@@ -116,8 +123,8 @@ export function createUwsTransport<S>(
         writeAnswer(res, { status: 503, headers: {}, body: 'Too many connections\n' });
         return;
       }
-      const request = new UwsUpgradeRequest(path, res);
-      const upgrade: PendingUpgrade = { res, context, key, protocol, extensions, request };
+      const request = new UwsUpgradeRequest(path, headers, res);
+      const upgrade: PendingUpgrade = { res, context, key, extensions, request };
 
       let pending: UpgradeDecision<S> | Promise<UpgradeDecision<S>>;
       try {
@@ -242,8 +249,10 @@ export function createUwsTransport<S>(
       });
     },
 
-    publish(channel, text) {
-      const anyone = app.publish(channel, text, false, false);
+    publish(channel, text, except) {
+      // uWS's WebSocket.publish sends to every subscriber but the socket it is called on.
+      const from = except instanceof UwsSocket ? except.publisher() : undefined;
+      const anyone = from === undefined ? app.publish(channel, text, false, false) : from.publish(channel, text, false, false);
       if (!anyone) return 0;
       // Frame headers add at most 14 bytes per message: counted too.
       publishedSinceCheck += Buffer.byteLength(text) + 14;
@@ -252,7 +261,7 @@ export function createUwsTransport<S>(
         checkScheduled = true;
         setImmediate(checkBackpressure);
       }
-      return app.numSubscribers(channel);
+      return app.numSubscribers(channel) - (from?.isSubscribed(channel) === true ? 1 : 0);
     },
 
     async shutdown(code, reason) {
@@ -270,12 +279,14 @@ export function createUwsTransport<S>(
   };
 }
 
+/** The request's headers pgws reads, copied from the stack-allocated request. */
+type UpgradeHeaders = Omit<UpgradeRequest, 'path' | 'remoteAddress'>;
+
 /** What answering an upgrade needs, copied from the stack-allocated request. */
 interface PendingUpgrade {
   readonly res: HttpResponse;
   readonly context: us_socket_context_t;
   readonly key: string;
-  readonly protocol: string;
   readonly extensions: string;
   readonly request: UwsUpgradeRequest;
 }
@@ -288,11 +299,23 @@ interface PendingUpgrade {
 class UwsUpgradeRequest implements UpgradeRequest {
   private address: string | undefined;
   private released = false;
+  readonly query: string;
+  readonly authorization: string;
+  readonly cookie: string;
+  readonly protocols: string;
+  readonly origin: string;
 
   constructor(
     readonly path: string,
+    headers: UpgradeHeaders,
     private readonly res: HttpResponse,
-  ) {}
+  ) {
+    this.query = headers.query;
+    this.authorization = headers.authorization;
+    this.cookie = headers.cookie;
+    this.protocols = headers.protocols;
+    this.origin = headers.origin;
+  }
 
   get remoteAddress(): string {
     // Once answered, the response may be gone: an address never read stays unknown.
@@ -336,6 +359,11 @@ class UwsSocket<S> implements TransportSocket<S> {
     return this.ws.getUserData().closed;
   }
 
+  /** The uWS socket to publish from so that this one is left out; undefined once closed. */
+  publisher(): WebSocket<UserData<S>> | undefined {
+    return this.closed ? undefined : this.ws;
+  }
+
   send(text: string): SendResult {
     if (this.closed) return 'dropped';
     // uWS: 1 = written, 0 = queued under backpressure, 2 = dropped (over the limit).
@@ -372,12 +400,6 @@ class UwsSocket<S> implements TransportSocket<S> {
 
 
 /** A client may offer several subprotocols; echoing the whole list would fail the handshake. */
-function firstProtocol(header: string): string {
-  // Most clients offer none: no split for them.
-  if (header === '') return '';
-  return header.split(',')[0]?.trim() ?? '';
-}
-
 const STATUS_TEXT: Record<number, string> = {
   200: 'OK',
   400: 'Bad Request',

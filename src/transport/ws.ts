@@ -23,6 +23,7 @@ import type {
   TransportOptions,
   TransportSocket,
   UpgradeDecision,
+  UpgradeRequest,
 } from './types.js';
 
 /** Same hard cap as the uws transport. Past it ws closes with 1009 itself (uws cuts with 1006). */
@@ -42,8 +43,12 @@ export function createWsTransport<S>(options: TransportOptions, handlers: Transp
   const server = tls
     ? https.createServer({ cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) })
     : http.createServer();
+  /** The subprotocol each accepted upgrade selects, set by the decision just before handleUpgrade asks. */
+  const selectedProtocol = new WeakMap<IncomingMessage, string>();
   const wss = new WebSocketServer({
     noServer: true,
+    // The server's choice, never simply the first offered (which may be a bearer token).
+    handleProtocols: (_offered, req) => selectedProtocol.get(req) ?? false,
     // Above our limit, as for uws: frames between the two get a 1009 with our reason.
     maxPayload: Math.max(HARD_FRAME_CAP_BYTES, options.maxMessageBytes),
     perMessageDeflate: false,
@@ -109,16 +114,28 @@ export function createWsTransport<S>(options: TransportOptions, handlers: Transp
     const settle = (): boolean => settleSlot() && !gone && !raw.destroyed;
     raw.once('close', () => void settleSlot());
     const remoteAddress = req.socket.remoteAddress ?? '';
+    const request: UpgradeRequest = {
+      path: pathOf(req),
+      query: queryOf(req),
+      remoteAddress,
+      authorization: req.headers.authorization ?? '',
+      cookie: req.headers.cookie ?? '',
+      protocols: headerText(req.headers['sec-websocket-protocol']),
+      origin: req.headers.origin ?? '',
+    };
     // ws does its own handshake work on later turns anyway, so a decision made at once
     // takes the same path as one that waited for jose (and a throw becomes a 500).
-    new Promise<UpgradeDecision<S>>((resolve) => resolve(handlers.upgrade({ path: pathOf(req), remoteAddress }))).then(
+    new Promise<UpgradeDecision<S>>((resolve) => resolve(handlers.upgrade(request))).then(
       (decision) => {
         if (!settle()) return;
         if (closing) {
           handlers.refused?.('shutting-down');
           rejectUpgrade(raw, 503, 'Server shutting down');
         } else if (!decision.accept) rejectUpgrade(raw, decision.status, decision.reason);
-        else wss.handleUpgrade(req, raw, head, (ws) => open(ws, raw, decision.session, remoteAddress));
+        else {
+          if (decision.protocol !== undefined) selectedProtocol.set(req, decision.protocol);
+          wss.handleUpgrade(req, raw, head, (ws) => open(ws, raw, decision.session, remoteAddress));
+        }
       },
       () => {
         if (!settle()) return;
@@ -187,14 +204,16 @@ export function createWsTransport<S>(options: TransportOptions, handlers: Transp
       });
     },
 
-    publish(channel, text) {
+    publish(channel, text, except) {
       const subscribers = channels.get(channel);
       if (subscribers === undefined || subscribers.size === 0) return 0;
+      const skipped = except !== undefined && subscribers.has(except as WsSocket<S>);
+      if (skipped && subscribers.size === 1) return 0;
       // Framed once for every reader (server frames are not masked); written when the tick ends.
       const frame = textFrame(text);
       const index = outbox.add(frame);
-      for (const socket of subscribers) outbox.queue(socket, index, frame);
-      return subscribers.size;
+      for (const socket of subscribers) if (socket !== except) outbox.queue(socket, index, frame);
+      return subscribers.size - (skipped ? 1 : 0);
     },
 
     async shutdown(code, reason) {
@@ -373,6 +392,17 @@ function pathOf(req: IncomingMessage): string {
   return query === -1 ? url : url.slice(0, query);
 }
 
+/** The raw query string without '?', '' when none (as uWS's getQuery gives it). */
+function queryOf(req: IncomingMessage): string {
+  const url = req.url ?? '/';
+  const query = url.indexOf('?');
+  return query === -1 ? '' : url.slice(query + 1);
+}
+
+/** Node joins repeated headers with ', ' for most names; the rest arrive as arrays. */
+function headerText(value: string | string[] | undefined): string {
+  return Array.isArray(value) ? value.join(', ') : (value ?? '');
+}
 
 function toBuffer(data: RawData): Buffer {
   if (Buffer.isBuffer(data)) return data;

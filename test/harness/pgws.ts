@@ -56,6 +56,14 @@ export function testConfig(dbUri: string, overrides: Partial<Config> = {}): Conf
     transport: TRANSPORT,
     logLevel: 'debug',
     embedded: false,
+    jwksUrl: undefined,
+    jwtAudience: undefined,
+    jwtIssuer: undefined,
+    modeClaim: 'mode',
+    channelsClaim: 'channels',
+    defaultMode: undefined,
+    jwtCookie: undefined,
+    allowedOrigins: undefined,
     ...overrides,
   });
 }
