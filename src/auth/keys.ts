@@ -16,7 +16,9 @@ import { createFastPath, type FastPath } from './fast-path.js';
 import { createHmacFastPath, hmacChecks } from './hmac-fast-path.js';
 import { createPublicKeyFastPath, publicKeyChecks } from './public-key-fast-path.js';
 
-export type KeyKind = 'hmac' | 'jwk' | 'jwks';
+// 'jwks-url': a JWK Set fetched from PGWS_JWKS_URL, combined with PGWS_JWT_SECRET's keys when
+// both are set (remote-keys.ts).
+export type KeyKind = 'hmac' | 'jwk' | 'jwks' | 'jwks-url';
 
 export interface KeySource {
   /** What PGWS_JWT_SECRET turned out to be; safe to log. */
@@ -39,11 +41,24 @@ const EC_ALGORITHMS_BY_CURVE: Readonly<Record<string, string>> = {
 const ED25519_ALGORITHMS = ['EdDSA', 'Ed25519'] as const;
 const ML_DSA_ALGORITHMS = ['ML-DSA-44', 'ML-DSA-65', 'ML-DSA-87'] as const;
 
+/**
+ * Every asymmetric signature algorithm a JWK may verify here. remote-keys.ts lets jose take
+ * them all before its resolver runs: a provider that rotates to a key of another type is only
+ * refetched once a token with that `alg` reaches the resolver (which still checks the `alg`
+ * against each member's own list).
+ */
+export const PUBLIC_KEY_ALGORITHMS: readonly string[] = [...RSA_ALGORITHMS, ...Object.values(EC_ALGORITHMS_BY_CURVE), ...ED25519_ALGORITHMS, ...ML_DSA_ALGORITHMS];
+
 // Members that make a JWK private. A private key cannot verify in WebCrypto, so a
 // JWK pasted with its private half is reduced to the public half it implies.
 const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'priv'] as const;
 
-const JSON_ERROR_PREFIX = 'PGWS_JWT_SECRET looks like JSON but is not a valid JWK or JWK Set';
+/**
+ * How loadVerificationKeys' messages about JSON keys begin (followed by ': ' and the reason).
+ * Exported so that remote-keys.ts, which loads a fetched set through the same function, can
+ * name the URL instead of PGWS_JWT_SECRET.
+ */
+export const JSON_ERROR_PREFIX = 'PGWS_JWT_SECRET looks like JSON but is not a valid JWK or JWK Set';
 
 type JsonObject = Record<string, unknown>;
 
