@@ -14,6 +14,8 @@ const UNIT = [
   'test/transport-select.test.ts',
   'test/token-cache.unit.test.ts',
   'test/public-key-fast-path.unit.test.ts',
+  'test/remote-keys.unit.test.ts',
+  'test/token-source.unit.test.ts',
 ];
 
 // Tests of how pgws is shipped and started, not of a transport: run once, on the transport

@@ -71,8 +71,8 @@ function createTeardown() {
 export async function start(config: Config, options: StartOptions = {}): Promise<RunningServer> {
   const log = options.log ?? createLogger(config.logLevel);
   const { dbUri, jwtSecret } = config;
-  if (dbUri === undefined || jwtSecret === undefined) {
-    throw new Error('start() needs a database URI and a JWT secret (embedded mode fills them in before calling it)');
+  if (dbUri === undefined || (jwtSecret === undefined && config.jwksUrl === undefined)) {
+    throw new Error('start() needs a database URI and a JWT secret or JWK Set URL (embedded mode fills them in before calling it)');
   }
   const events = new EventEmitter<ServerEvents>();
   const metrics = createMetrics();
@@ -84,9 +84,13 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     defaultMode: config.defaultMode,
     audience: config.jwtAudience,
     issuer: config.jwtIssuer,
+    jwksUrl: config.jwksUrl,
+    retries: config.retries,
+    log,
   });
   const serveStatic = config.rootPath ? await createStaticHandler(config.rootPath) : undefined;
   const teardown = createTeardown();
+  teardown.push(async () => authenticator.stop());
   let stopping = false;
   /** A fatal loss before start() returns has no subscriber yet: start() fails with it instead. */
   let fatalDuringStart: Error | undefined;

@@ -88,7 +88,8 @@ function parseOrigin(text: string): { scheme: string; host: string; port: string
   } catch {
     return undefined;
   }
-  if (url.host === '' || url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') return undefined;
+  // A '*' left in the host is a wildcard in the wrong place (`https://*`): no host has one.
+  if (url.host === '' || url.hostname.includes('*') || url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') return undefined;
   // An origin has no path: URL gives "/" for none, so anything longer was a path.
   if (url.pathname !== '/' && url.pathname !== '') return undefined;
   if (text.endsWith('/')) return undefined;

@@ -8,14 +8,18 @@ import type { JWTPayload, JWTVerifyOptions } from 'jose';
 import type { Claims, Grant, Json, Mode } from '../types.js';
 import { loadVerificationKeys, MultipleMatchingKeys } from './keys.js';
 import type { KeyKind, KeySource } from './keys.js';
+import { createLogger, type Logger } from '../log.js';
 import { parseSocketPath } from './path.js';
+import { startRemoteKeys } from './remote-keys.js';
 import { createTokenCache } from './token-cache.js';
 
 export type AuthResult = { ok: true; grant: Grant } | { ok: false; status: 400 | 401 | 403; reason: string };
 
 export interface Authenticator extends TokenCheck {
-  /** What PGWS_JWT_SECRET turned out to be (HMAC secret, JWK or JWK Set); safe to log. */
+  /** What the keys turned out to be (HMAC secret, JWK, JWK Set, or a set from PGWS_JWKS_URL); safe to log. */
   readonly keyKind: KeyKind;
+  /** Stops refetching keys from PGWS_JWKS_URL (nothing to stop otherwise). */
+  stop(): void;
 }
 
 /** The per-socket check, for a token wherever it came from, or for a v1 path holding it. */
@@ -47,8 +51,15 @@ export interface ClaimRules {
 }
 
 export interface AuthenticatorOptions extends ClaimRules {
-  readonly jwtSecret: string;
+  /** PGWS_JWT_SECRET; at least one of it and `jwksUrl` is given. */
+  readonly jwtSecret: string | undefined;
   readonly jwtSecretIsBase64: boolean;
+  /** PGWS_JWKS_URL, fetched before the authenticator is returned. */
+  readonly jwksUrl?: string | undefined;
+  /** Start-up attempts for the JWK Set URL (PGWS_RETRIES). */
+  readonly retries?: number;
+  /** Where the JWK Set's fetches and refetch failures are logged. */
+  readonly log?: Logger;
 }
 
 type Rejection = Extract<AuthResult, { ok: false }>;
@@ -57,13 +68,33 @@ type JsonObject = { [claim: string]: Json };
 
 const MODES: readonly Mode[] = ['r', 'w', 'rw'];
 
-/** Loads the keys once (throws on an unusable secret) and returns the per-socket check. */
+/**
+ * Loads the keys (throws on an unusable secret, or a JWK Set URL still unreachable after
+ * the retries) and returns the per-socket check.
+ */
 export async function createAuthenticator(opts: AuthenticatorOptions): Promise<Authenticator> {
   const verifier = createVerifier(opts);
-  const keys = await loadVerificationKeys(opts.jwtSecret, opts.jwtSecretIsBase64);
+  const secretKeys = opts.jwtSecret === undefined ? undefined : await loadVerificationKeys(opts.jwtSecret, opts.jwtSecretIsBase64);
+  let stop = (): void => undefined;
+  let keys: KeySource;
+  if (opts.jwksUrl !== undefined) {
+    // Every later change of the set goes through useKeys, which forgets tokens verified before.
+    const remote = await startRemoteKeys(
+      { url: opts.jwksUrl, attempts: opts.retries ?? 1, log: opts.log ?? createLogger('silent') },
+      secretKeys,
+      (next) => verifier.useKeys(next),
+    );
+    keys = remote.current();
+    stop = () => remote.stop();
+  } else if (secretKeys !== undefined) {
+    keys = secretKeys;
+  } else {
+    throw new Error('no keys: give PGWS_JWT_SECRET, PGWS_JWKS_URL or both');
+  }
   verifier.useKeys(keys);
   return {
     keyKind: keys.kind,
+    stop,
     authorizeToken: (channel, token, nowSeconds) => verifier.authorizeToken(channel, token, nowSeconds),
     authorize: (rawPath, nowSeconds) => verifier.authorize(rawPath, nowSeconds),
   };
@@ -181,15 +212,27 @@ function hasAudience(aud: Json | undefined, allowed: readonly string[]): boolean
   return Array.isArray(aud) && aud.some((entry) => typeof entry === 'string' && allowed.includes(entry));
 }
 
-/** `app_metadata.pgws.mode` -> its names; a claim name without dots is one name. */
-function splitClaimPath(path: string): readonly string[] {
-  return path.split('.');
+interface ClaimPath {
+  /** The path as configured: also tried as one top-level claim name (Auth0's `https://example.com/mode`). */
+  readonly whole: string;
+  readonly names: readonly string[];
 }
 
-/** The value at a dotted path; undefined when missing or when the path runs through a non-object. */
-function readClaim(payload: JsonObject, path: readonly string[]): Json | undefined {
+/** `app_metadata.pgws.mode` -> its names; a claim name without dots is one name. */
+function splitClaimPath(path: string): ClaimPath {
+  return { whole: path, names: path.split('.') };
+}
+
+/**
+ * The value at a dotted path; undefined when missing or when the path runs through a
+ * non-object. A top-level claim named by the whole path wins: identity providers namespace
+ * custom claims with URLs (`https://pgws.example.com/mode`), whose dots are no path.
+ */
+function readClaim(payload: JsonObject, path: ClaimPath): Json | undefined {
+  const named = payload[path.whole];
+  if (named !== undefined || path.names.length === 1) return named;
   let value: Json | undefined = payload;
-  for (const name of path) {
+  for (const name of path.names) {
     if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined;
     value = (value as JsonObject)[name];
   }

@@ -24,9 +24,10 @@ export type Handshake =
   | { readonly ok: true; readonly client: TestClient }
   | { readonly ok: false; readonly status: number; readonly body: string };
 
-export function handshake(url: string, options: WebSocket.ClientOptions = {}): Promise<Handshake> {
+/** `protocols`: the subprotocols offered (Sec-WebSocket-Protocol); the one selected is `client.ws.protocol`. */
+export function handshake(url: string, options: WebSocket.ClientOptions = {}, protocols: readonly string[] = []): Promise<Handshake> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, options);
+    const ws = new WebSocket(url, [...protocols], options);
     const queue: string[] = [];
     const waiting: ((text: string) => void)[] = [];
     ws.on('message', (data: WebSocket.RawData) => {
