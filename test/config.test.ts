@@ -396,6 +396,47 @@ describe('command-line flags', () => {
     });
   });
 
+  it('refuses PGWS_JWT_COOKIE without PGWS_ALLOWED_ORIGINS, saying why (cross-site WebSocket hijacking)', () => {
+    expect(loadErrors({ env: { ...REQUIRED, PGWS_JWT_COOKIE: 'session' } })).toEqual([
+      expect.stringMatching(/^PGWS_JWT_COOKIE \(--jwt-cookie\): needs PGWS_ALLOWED_ORIGINS \(--allowed-origins\): .*cross-site WebSocket hijacking/),
+    ]);
+    expect(loadOk({ env: { ...REQUIRED, PGWS_JWT_COOKIE: 'session', PGWS_ALLOWED_ORIGINS: 'https://app.example.com' } })).toMatchObject({
+      jwtCookie: 'session',
+      allowedOrigins: ['https://app.example.com'],
+    });
+  });
+
+  it('takes PGWS_JWKS_URL instead of PGWS_JWT_SECRET, and needs one of the two', () => {
+    expect(loadOk({ env: { PGWS_DB_URI: DB_URI, PGWS_JWKS_URL: 'https://idp.example.com/jwks.json' } })).toMatchObject({
+      jwtSecret: undefined,
+      jwksUrl: 'https://idp.example.com/jwks.json',
+    });
+    expect(loadErrors({ env: { PGWS_DB_URI: DB_URI } })).toEqual([expect.stringMatching(/^PGWS_JWT_SECRET \(--jwt-secret\): required\. .*PGWS_JWKS_URL/)]);
+  });
+
+  it.each<[string, string, RegExp]>([
+    ['PGWS_JWKS_URL', 'ftp://idp.example.com/jwks', /https:\/\/ or http:\/\//],
+    ['PGWS_ALLOWED_ORIGINS', 'app.example.com', /not an origin/],
+    ['PGWS_ALLOWED_ORIGINS', 'https://app.example.com/path', /not an origin/],
+    ['PGWS_DEFAULT_MODE', 'admin', /r, w or rw/],
+    ['PGWS_MODE_CLAIM', 'app..mode', /dotted path/],
+    ['PGWS_JWT_COOKIE', 'bad name', /cookie name/],
+    ['PGWS_JWT_AUDIENCE', ' , ', /audience/],
+  ])('refuses %s=%j with a clear error', (name, value, error) => {
+    const errors = loadErrors({ env: { ...REQUIRED, [name]: value, ...(name === 'PGWS_JWT_COOKIE' ? { PGWS_ALLOWED_ORIGINS: '*' } : {}) } });
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(error);
+    expect(errors[0]?.startsWith(name)).toBe(true);
+  });
+
+  it('hides the credentials of PGWS_JWKS_URL in describeConfig, and lists origins and audiences', () => {
+    const described = describeConfig(
+      loadOk({ env: { ...REQUIRED, PGWS_JWKS_URL: 'https://user:pw@idp.example.com/jwks.json?key=abc', PGWS_ALLOWED_ORIGINS: 'https://a.example, https://b.example' } }),
+    );
+    expect(described.jwksUrl).toBe('https://***:***@idp.example.com/jwks.json?***');
+    expect(described.allowedOrigins).toBe('https://a.example,https://b.example');
+  });
+
   it('reports a bad flag value under its variable and flag', () => {
     expect(loadErrors({ args: ['--port', 'abc'] })).toEqual(['PGWS_PORT (--port): must be an integer from 0 to 65535, got "abc"']);
   });

@@ -16,9 +16,11 @@ let srv: TestServer;
 let good: TestClient;
 let validToken: string;
 let baseline: number;
+let accessDb: string;
 
 beforeAll(async () => {
   const db = await createTestDatabase();
+  accessDb = db.uri;
   srv = await startPgws(db.uri, { logLevel: 'silent', maxMessageSize: 2000 });
   good = await connect(`${srv.url}/good/${await token({ mode: 'rw', channel: 'good' })}`);
   validToken = await token({ mode: 'rw' });
@@ -98,9 +100,15 @@ const headerArb = fc.array(
  * One raw connection: an upgrade request by hand, then frames. Resolves with the
  * HTTP status line's code (undefined if the server closed without one).
  */
-function rawSession(path: string, headers: readonly (readonly [string, string])[], frames: readonly FrameSpec[], upgrade: boolean): Promise<number | undefined> {
+function rawSession(
+  path: string,
+  headers: readonly (readonly [string, string])[],
+  frames: readonly FrameSpec[],
+  upgrade: boolean,
+  port = srv.port,
+): Promise<number | undefined> {
   return new Promise((resolve) => {
-    const socket = net.connect(srv.port, '127.0.0.1');
+    const socket = net.connect(port, '127.0.0.1');
     let answered = false;
     let status: number | undefined;
     const finish = (): void => {
@@ -162,5 +170,50 @@ describe('fuzz', () => {
     await stillServed('after frames');
     await until(() => srv.server.socketCount() === baseline, 5000, `socket count back to ${baseline}`);
     expect(srv.server.socketCount()).toBe(baseline);
+  });
+
+  it('random token sources (path, query, Authorization, cookie, subprotocols, Origin): never a socket without the one valid token from an allowed origin', async () => {
+    // PROTOCOL.md §8. A server that reads a cookie and checks origins; tokens drawn from one
+    // valid token and several bad ones, put in any mix of places.
+    const access = await startPgws(accessDb, { logLevel: 'silent', jwtCookie: 'pgws_token', allowedOrigins: ['https://app.example.com'] });
+    const valid = await token({ mode: 'rw' });
+    const [signedWrong, wrongMode] = [await token({ mode: 'rw' }, 'another-secret-that-is-long-enough-for-hs256'), await token({ mode: 'admin' })];
+    const tokenArb = fc.oneof(
+      fc.constant(valid),
+      fc.constantFrom(signedWrong, wrongMode, unsignedToken({ mode: 'rw' }), valid.slice(0, -3), ''),
+      fc.stringMatching(/^[A-Za-z0-9._-]{0,60}$/),
+    );
+    const optional = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<T | undefined> => fc.option(arb, { nil: undefined });
+    const requestArb = fc.record({
+      path: fc.oneof(fc.constantFrom('/', '/chat', '/a/b/c', '/%zz'), tokenArb.map((t) => `/chat/${t}`), tokenArb.map((t) => `/${t}`)),
+      query: optional(fc.oneof(tokenArb.map((t) => `access_token=${t}`), fc.constantFrom('echo=false', 'echo=x', 'access_token=%zz', 'a=1&&b'), tokenArb.map((t) => `access_token=${t}&access_token=${t}`))),
+      authorization: optional(fc.oneof(tokenArb.map((t) => `Bearer ${t}`), fc.constantFrom('Basic dXNlcjpwYXNz', 'Bearer', 'bearer  '), tokenArb.map((t) => `bEaReR ${t}`))),
+      cookie: optional(fc.oneof(tokenArb.map((t) => `pgws_token=${t}`), tokenArb.map((t) => `a=1; pgws_token=${t}; b=2`), fc.constantFrom('pgws_token', '=;;=', 'other=x'))),
+      protocols: optional(fc.oneof(tokenArb.map((t) => `pgws.bearer.${t}, pgws.v1`), tokenArb.map((t) => `pgws.bearer.${t}`), fc.constantFrom('pgws.v1', 'pgws.v2', 'x, y', ',,', 'pgws.bearer.'))),
+      origin: optional(fc.constantFrom('https://app.example.com', 'https://evil.example', 'null', 'https://app.example.com:444')),
+    });
+    const statuses = new Set<number | undefined>();
+    await fc.assert(
+      fc.asyncProperty(requestArb, async (req) => {
+        const headers: [string, string][] = [];
+        if (req.authorization !== undefined) headers.push(['Authorization', req.authorization]);
+        if (req.cookie !== undefined) headers.push(['Cookie', req.cookie]);
+        if (req.protocols !== undefined) headers.push(['Sec-WebSocket-Protocol', req.protocols]);
+        if (req.origin !== undefined) headers.push(['Origin', req.origin]);
+        const target = req.query === undefined ? req.path : `${req.path}?${req.query}`;
+        const status = await rawSession(target, headers, [], true, access.port);
+        statuses.add(status);
+        if (status !== 101) return;
+        // Accepted: the valid token was in the request, and the page (if any) was allowed.
+        const everything = [target, ...headers.map(([, value]) => value)].join('\n');
+        expect(everything).toContain(valid);
+        expect(req.origin === undefined || req.origin === 'https://app.example.com').toBe(true);
+      }),
+      { numRuns: 400, seed: 20261203 },
+    );
+    for (const status of [101, 400, 401, 403]) expect(statuses).toContain(status);
+    await until(() => access.server.socketCount() === 0, 5000, 'fuzzed sockets to be gone');
+    await access.stop();
+    await stillServed('after token sources');
   });
 });
