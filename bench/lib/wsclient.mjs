@@ -61,7 +61,10 @@ export class Histogram {
  * (`codes`: close code -> sockets, 1006 when the connection ended without a close
  * frame) and `sample` says whether this socket reads timestamps.
  */
-export function connect(port, path, stats, sample = false) {
+export function connect(port, target, stats, sample = false) {
+  // A target is a path, or { path, protocols } to offer subprotocols (the bearer token form).
+  const path = typeof target === 'string' ? target : target.path;
+  const offer = typeof target === 'string' || target.protocols === undefined ? '' : `Sec-WebSocket-Protocol: ${target.protocols}\r\n`;
   return new Promise((resolve, reject) => {
     // onread: libuv reads straight into one buffer shared by every socket of the
     // process, with no stream machinery and no allocation per read. Safe because each
@@ -83,7 +86,7 @@ export function connect(port, path, stats, sample = false) {
     socket.on('connect', () => {
       socket.write(
         `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-          `Sec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+          `Sec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n${offer}\r\n`,
       );
     });
     const onData = (chunk) => {
