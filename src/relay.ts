@@ -108,8 +108,9 @@ export function createRelay(opts: RelayOptions): Relay {
   const now = opts.now ?? ((): number => (performance.timeOrigin + performance.now()) / 1000);
   /**
    * message_delivered_at, strictly increasing, so no two envelopes pgws writes are the same
-   * text: PostgreSQL delivers identical notifications of one transaction once (a batch of
-   * equal frames would shrink to one), and the echo check below tells envelopes apart by text.
+   * text: the echo check below tells envelopes apart by their text. (The batcher also keeps
+   * identical payloads out of one batch, which PostgreSQL would deliver once; with distinct
+   * stamps pgws's own envelopes never need that.)
    */
   let lastStamp = 0;
   const stamp = (): number => (lastStamp = Math.max(now(), lastStamp + STAMP_STEP_SECONDS));

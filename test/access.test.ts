@@ -296,19 +296,21 @@ describe('echo control', () => {
     const { client: quiet } = await open(`${srv.url}/echo/${shared}?echo=false`);
     const { client: loud } = await open(`${srv.url}/echo/${shared}`);
     quiet.send('same text');
-    // The loud socket gets the quiet one's frame (and so the frame certainly went round).
-    expect(JSON.parse(await loud.next())).toMatchObject({ payload: 'same text' });
+    // The loud socket gets the quiet one's envelope (and so that frame certainly went round).
+    const quietEnvelope = await loud.next();
+    expect(JSON.parse(quietEnvelope)).toMatchObject({ payload: 'same text' });
     loud.send('same text');
-    const fromLoud = JSON.parse(await quiet.next()) as { payload: string };
-    expect(fromLoud.payload).toBe('same text');
-    expect(JSON.parse(await loud.next())).toMatchObject({ payload: 'same text' });
-    // The quiet socket got exactly one message: the loud socket's, never its own.
+    const loudEnvelope = await loud.next();
+    expect(loudEnvelope).not.toBe(quietEnvelope);
+    // The quiet socket's first message is the loud socket's envelope, never its own...
+    expect(await quiet.next()).toBe(loudEnvelope);
+    // ...and then the SQL notification: nothing else came in between.
     const notification = await notify('echo', 'from SQL');
     expect(await quiet.next()).toBe(notification);
   });
 
   it('a socket with echo on gets each of its own frames back, also equal frames sent in one burst', async () => {
-    // Equal frames in one NOTIFY batch once made equal envelopes, which PostgreSQL delivers once.
+    // Equal frames, each with its own stamp: none is taken for another (echo on), none lost.
     const { client } = await open(`${srv.url}/burst/${await jwt({ mode: 'rw' })}`);
     for (let i = 0; i < 50; i += 1) client.send('same');
     for (let i = 0; i < 50; i += 1) expect(JSON.parse(await client.next())).toMatchObject({ payload: 'same' });

@@ -262,8 +262,8 @@ describe('relay', () => {
   });
 
   it('stamps every frame later than the one before, so equal frames never make equal envelopes', async () => {
-    // PostgreSQL delivers identical notifications of one transaction once: equal envelopes in
-    // one batch would lose frames. The clock here never moves.
+    // The echo check tells envelopes apart by their text, so no two may be equal, even when
+    // the clock does not move (as here).
     const { relay, sent } = setup();
     const socket = fakeSocket(relay.newSession(grant('w', ['a'])));
     for (let i = 0; i < 5; i += 1) relay.onFrame(socket, 'same');
