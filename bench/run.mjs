@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [--scenario fanout,inbound] [--system pgws-uws,baseline] [--reps 3] [--profile]
+// npm run bench [-- --quick] [--scenario fanout,inbound] [--system pgws-uws,baseline] [--variant <text>] [--reps 3] [--profile]
 //
 // Starts its own PostgreSQL (embedded, as the tests do), then runs every
 // scenario against every system in the same run, repetitions interleaved
@@ -56,6 +56,8 @@ const { values: args } = parseArgs({
     scenario: { type: 'string' },
     system: { type: 'string' },
     reps: { type: 'string' },
+    // Only the variants whose label contains this text (e.g. --variant "5k sockets, HS256").
+    variant: { type: 'string' },
     profile: { type: 'boolean', default: false },
     'no-pin': { type: 'boolean', default: false },
   },
@@ -133,28 +135,37 @@ process.on('SIGINT', () => {
 try {
   for (const scenario of SCENARIOS.filter((s) => wanted.includes(s.id))) {
     const scenarioSystems = systemsFor(scenario.roles).filter((s) => !systemFilter || systemFilter.includes(s.id));
-    for (const variant of scenario.variants(quick)) {
+    const planned = [];
+    for (const variant of scenario.variants(quick).filter((v) => !args.variant || v.label.includes(args.variant))) {
       // A variant may name the systems it is for (the ceiling without auth has no RS256 row).
       const systems = scenarioSystems.filter((s) => !variant.systems || variant.systems.includes(s.id));
       if (systems.length === 0) continue;
       const entry = { scenario: scenario.id, variant: variant.label, systems: systems.map((s) => ({ id: s.id, name: s.name, runs: [], errors: [] })) };
       results.push(entry);
-      // --quick may run a slow scenario fewer times (its `quickReps`), unless --reps says otherwise.
-      const scenarioReps = quick && args.reps === undefined && scenario.quickReps ? scenario.quickReps : reps;
-      for (let rep = 0; rep < scenarioReps && !stopping; rep++) {
-        for (const [i, system] of systems.entries()) {
-          if (stopping) break;
-          const t = Date.now();
-          try {
-            const metrics = await scenario.run(system, variant, ctx);
-            entry.systems[i].runs.push(metrics);
-            console.error(`bench: ${scenario.id} / ${variant.label} / ${system.name} #${rep + 1}: ${brief(scenario, metrics)} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
-          } catch (err) {
-            entry.systems[i].errors.push(String(err?.message ?? err));
-            console.error(`bench: ${scenario.id} / ${variant.label} / ${system.name} #${rep + 1} failed: ${err?.message ?? err}`);
-          }
+      planned.push({ variant, systems, entry });
+    }
+    // --quick may run a slow scenario fewer times (its `quickReps`), unless --reps says otherwise.
+    const scenarioReps = quick && args.reps === undefined && scenario.quickReps ? scenario.quickReps : reps;
+    const runOnce = async ({ variant, systems, entry }, rep) => {
+      for (const [i, system] of systems.entries()) {
+        if (stopping) break;
+        const t = Date.now();
+        try {
+          const metrics = await scenario.run(system, variant, ctx);
+          entry.systems[i].runs.push(metrics);
+          console.error(`bench: ${scenario.id} / ${variant.label} / ${system.name} #${rep + 1}: ${brief(scenario, metrics)} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+        } catch (err) {
+          entry.systems[i].errors.push(String(err?.message ?? err));
+          console.error(`bench: ${scenario.id} / ${variant.label} / ${system.name} #${rep + 1} failed: ${err?.message ?? err}`);
         }
       }
+    };
+    if (scenario.interleaveVariants) {
+      // Variants compared with each other (the token in the path or in a header): each
+      // repetition runs every variant, so drift on a shared machine hits all of them alike.
+      for (let rep = 0; rep < scenarioReps && !stopping; rep++) for (const plan of planned) await runOnce(plan, rep);
+    } else {
+      for (const plan of planned) for (let rep = 0; rep < scenarioReps && !stopping; rep++) await runOnce(plan, rep);
     }
   }
 } finally {

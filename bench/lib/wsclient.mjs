@@ -62,9 +62,9 @@ export class Histogram {
  * frame) and `sample` says whether this socket reads timestamps.
  */
 export function connect(port, target, stats, sample = false) {
-  // A target is a path, or { path, protocols } to offer subprotocols (the bearer token form).
+  // A target is a path, or { path, headers } to send more headers (a bearer subprotocol, Authorization).
   const path = typeof target === 'string' ? target : target.path;
-  const offer = typeof target === 'string' || target.protocols === undefined ? '' : `Sec-WebSocket-Protocol: ${target.protocols}\r\n`;
+  const offer = typeof target === 'string' ? '' : Object.entries(target.headers ?? {}).map(([name, value]) => `${name}: ${value}\r\n`).join('');
   return new Promise((resolve, reject) => {
     // onread: libuv reads straight into one buffer shared by every socket of the
     // process, with no stream machinery and no allocation per read. Safe because each

@@ -13,7 +13,8 @@ import { LoadGen, cpuSeconds, rssBytes } from '../lib/procs.mjs';
 import { now } from '../lib/wsclient.mjs';
 
 const RELAYS = ['pgws-uws', 'pgws-ws', 'baseline'];
-// The token in a `pgws.bearer.<jwt>` subprotocol (PROTOCOL.md §8) instead of the path: pgws only.
+// The token in a `pgws.bearer.<jwt>` subprotocol or an Authorization header (PROTOCOL.md §8)
+// instead of the path: pgws only.
 const PGWS = ['pgws-uws', 'pgws-ws'];
 // --quick leaves pgws (ws) out of the RS256 and ES256 rows: its token check is pgws (uws)'s.
 const QUICK_RELAYS = ['pgws-uws', 'baseline'];
@@ -23,18 +24,22 @@ export const connections = {
   title: 'connections: N idle authenticated sockets, one token per client',
   roles: ['relay', 'fanout-ceiling'],
   primary: { key: 'handshakesPerSec', label: 'handshakes/s', better: 'higher' },
+  // The token sources are compared with each other: their repetitions are interleaved.
+  interleaveVariants: true,
   columns: ['handshakesPerSec', 'handshakesPerCpuSec', 'rssPerSocketKiB', 'serverRssMiB', 'serverCpu', 'loadgenCpu', 'failed'],
   variants: (quick) =>
     quick
       ? [
           { label: '1k sockets, HS256', sockets: 1000, alg: 'HS256', warmup: 500 },
-          { label: '1k sockets, HS256, bearer subprotocol', sockets: 1000, alg: 'HS256', warmup: 500, bearer: true, systems: PGWS },
+          { label: '1k sockets, HS256, bearer subprotocol', sockets: 1000, alg: 'HS256', warmup: 500, source: 'subprotocol', systems: PGWS },
+          { label: '1k sockets, HS256, Authorization header', sockets: 1000, alg: 'HS256', warmup: 500, source: 'header', systems: PGWS },
           { label: '1k sockets, RS256', sockets: 1000, alg: 'RS256', warmup: 500, systems: QUICK_RELAYS },
           { label: '1k sockets, ES256', sockets: 1000, alg: 'ES256', warmup: 500, systems: QUICK_RELAYS },
         ]
       : [
           { label: '5k sockets, HS256', sockets: 5000, alg: 'HS256', warmup: 1000 },
-          { label: '5k sockets, HS256, bearer subprotocol', sockets: 5000, alg: 'HS256', warmup: 1000, bearer: true, systems: PGWS },
+          { label: '5k sockets, HS256, bearer subprotocol', sockets: 5000, alg: 'HS256', warmup: 1000, source: 'subprotocol', systems: PGWS },
+          { label: '5k sockets, HS256, Authorization header', sockets: 5000, alg: 'HS256', warmup: 1000, source: 'header', systems: PGWS },
           { label: '19k sockets, HS256', sockets: 19_000, alg: 'HS256', warmup: 1000 },
           { label: '5k sockets, RS256', sockets: 5000, alg: 'RS256', warmup: 1000, systems: RELAYS },
           { label: '5k sockets, ES256', sockets: 5000, alg: 'ES256', warmup: 1000, systems: RELAYS },
@@ -43,7 +48,11 @@ export const connections = {
     // Tokens 0..N-1 for the measured sockets, N.. for the warm-up: no measured handshake
     // carries a token the server has seen.
     // The same channel either way: in the path beside the token, or alone with the token offered as a subprotocol.
-    const target = (t) => (v.bearer ? { path: '/conn', protocols: `pgws.bearer.${t}, pgws.v1` } : `/conn/${t}`);
+    const target = (t) => {
+      if (v.source === 'subprotocol') return { path: '/conn', headers: { 'Sec-WebSocket-Protocol': `pgws.bearer.${t}, pgws.v1` } };
+      if (v.source === 'header') return { path: '/conn', headers: { Authorization: `Bearer ${t}` } };
+      return `/conn/${t}`;
+    };
     const paths = ctx.tokens.distinct(v.alg, ctx.clientClaims, 0, v.sockets).map(target);
     const warmPaths = ctx.tokens.distinct(v.alg, ctx.clientClaims, v.sockets, v.warmup).map(target);
     const server = await ctx.startServer(system, { alg: v.alg });
