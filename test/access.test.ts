@@ -3,6 +3,7 @@
 // keys from a JWK Set URL (a local HTTP server), audience and issuer, claims shaped like
 // identity providers', echo control, and log scans for every token of the file.
 import http from 'node:http';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 import WebSocket from 'ws';
@@ -143,6 +144,13 @@ describe('token sources', () => {
     const result = await handshake(`${srv.url}/chat`, {}, [`pgws.bearer.${await jwt({ mode: 'r' })}`]);
     expect(result).toMatchObject({ ok: false, status: 400 });
     if (!result.ok) expect(result.body).toMatch(/needs pgws\.v1 or pgws\.v2/);
+  });
+
+  it('refuses a malformed subprotocol list with the same 400 on both transports (ws would refuse it only after the decision)', async () => {
+    const path = `/chat/${await jwt({ mode: 'r' })}`;
+    const raw = await rawUpgrade(srv.port, path, 'pgws.v1, pgws.v1');
+    expect(raw).toMatch(/^HTTP\/1\.1 400 /);
+    expect(raw).toContain('Bad request: malformed Sec-WebSocket-Protocol header');
   });
 
   it('refuses pgws.v2 with 400 and a reason until protocol v2 exists', async () => {
@@ -402,3 +410,22 @@ describe('keys from a JWK Set URL', () => {
   });
 });
 
+/** One upgrade by hand (the ws client refuses to send a malformed subprotocol list); the answer's text. */
+function rawUpgrade(port: number, path: string, protocols: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let answer = '';
+    socket.on('error', reject);
+    socket.on('data', (chunk: Buffer) => {
+      answer += chunk.toString('latin1');
+      if (answer.includes('\r\n\r\n') && /\n\n?$|Bad request[^\n]*\n/.test(answer)) socket.destroy();
+    });
+    socket.on('close', () => resolve(answer));
+    socket.on('connect', () =>
+      socket.write(
+        `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ${protocols}\r\n\r\n`,
+      ),
+    );
+  });
+}

@@ -51,6 +51,7 @@ describe('token sources', () => {
     ['cookie and query', { path: '/', cookie: `pgws=${JWT}`, query: `access_token=${OTHER}` }],
     ['two query tokens', { path: '/', query: `access_token=${JWT}&access_token=${OTHER}` }],
     ['two bearer subprotocols', { path: '/', protocols: `pgws.bearer.${JWT}, pgws.bearer.${OTHER}, pgws.v1` }],
+    ['two bearer subprotocols, after other entries', { path: '/', protocols: `x, pgws.v1, pgws.bearer.${JWT}, pgws.bearer.${OTHER}` }],
     ['the same token twice (header and query)', { path: '/', authorization: `Bearer ${JWT}`, query: `access_token=${JWT}` }],
   ])('refuses %s with 400 "More than one token"', (_label, parts) => {
     expect(readSocketRequest(request(parts), 'pgws')).toEqual({ ok: false, status: 400, reason: MORE_THAN_ONE_TOKEN });
@@ -75,6 +76,13 @@ describe('token sources', () => {
     const result = readSocketRequest(request({ path, protocols }), undefined);
     expect(result).toMatchObject({ ok: true, protocol: selected, v2 });
   });
+
+  it.each(['a, , b', ',', 'pgws.v1,', 'pgws.v1, pgws.v1', 'a b', 'pgws.v1, "quoted"', `pgws.bearer.${JWT}, pgws.bearer.${JWT}, pgws.v1`])(
+    'refuses the malformed subprotocol list %j with 400 on both transports alike',
+    (protocols) => {
+      expect(readSocketRequest(request({ path: `/chat/${JWT}`, protocols }), undefined)).toMatchObject({ ok: false, status: 400 });
+    },
+  );
 
   it.each<[string, boolean]>([
     ['', true],

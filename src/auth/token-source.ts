@@ -45,6 +45,9 @@ export const MORE_THAN_ONE_TOKEN = 'More than one token';
 export const BEARER_NEEDS_VERSION = 'A pgws.bearer.<token> subprotocol needs pgws.v1 or pgws.v2 offered beside it';
 const BAD_ECHO = 'Bad request: echo must be true or false';
 const BAD_QUERY = 'Bad request: malformed query string';
+const BAD_PROTOCOLS = 'Bad request: malformed Sec-WebSocket-Protocol header';
+/** RFC 9110 token characters: what a subprotocol name may be made of (a JWT's base64url and dots are). */
+const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 const BEARER_PREFIX = 'pgws.bearer.';
 const V1: ProtocolVersion = 'pgws.v1';
@@ -112,9 +115,13 @@ function readProtocols(header: string): ProtocolOffer | { readonly ok: false; re
   const bearers: string[] = [];
   let firstOther: string | undefined;
   let version: ProtocolVersion | undefined;
+  const seen = new Set<string>();
   for (const raw of header.split(',')) {
     const entry = raw.trim();
-    if (entry === '') continue;
+    // RFC 6455 §4.1: a list of distinct HTTP tokens. The ws engine refuses anything else only
+    // after the upgrade was decided; refused here, both transports answer the same 400 first.
+    if (!HTTP_TOKEN.test(entry) || seen.has(entry)) return refuse(BAD_PROTOCOLS);
+    seen.add(entry);
     if (entry.startsWith(BEARER_PREFIX)) bearers.push(entry.slice(BEARER_PREFIX.length));
     else if (entry === V1 || entry === V2) version ??= entry;
     else firstOther ??= entry;
