@@ -16,6 +16,8 @@ const UNIT = [
   'test/public-key-fast-path.unit.test.ts',
   'test/remote-keys.unit.test.ts',
   'test/token-source.unit.test.ts',
+  'test/filter.unit.test.ts',
+  'test/frames.unit.test.ts',
 ];
 
 // Tests of how pgws is shipped and started, not of a transport: run once, on the transport
