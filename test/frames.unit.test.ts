@@ -585,7 +585,7 @@ describe('parseRequest: properties (fast-check, fixed seed)', () => {
             expect(r.channel).toBe(input.channel);
             expect(r.filter).toEqual(input.filter);
             expect(r.filterBytes).toBe(input.filter === undefined ? undefined : Buffer.byteLength(JSON.stringify(input.filter)));
-            expect(r.since).toBe(input.since === undefined ? undefined : BigInt(input.since as string).toString());
+            expect(r.since).toBe(input.since === undefined || input.since === null ? undefined : BigInt(input.since as string).toString());
             expect(r.echo).toBe(input.echo ?? true);
             break;
           case 'unsubscribe':
