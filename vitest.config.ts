@@ -18,6 +18,7 @@ const UNIT = [
   'test/token-source.unit.test.ts',
   'test/filter.unit.test.ts',
   'test/frames.unit.test.ts',
+  'test/subscriptions.unit.test.ts',
 ];
 
 // Tests of how pgws is shipped and started, not of a transport: run once, on the transport
