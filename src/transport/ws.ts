@@ -115,8 +115,7 @@ export function createWsTransport<S>(options: TransportOptions, handlers: Transp
     raw.once('close', () => void settleSlot());
     const remoteAddress = req.socket.remoteAddress ?? '';
     const request: UpgradeRequest = {
-      path: pathOf(req),
-      query: queryOf(req),
+      ...splitTarget(req),
       remoteAddress,
       authorization: req.headers.authorization ?? '',
       cookie: req.headers.cookie ?? '',
@@ -387,16 +386,14 @@ class WsSocket<S> implements TransportSocket<S>, KeptAlive, Outlet {
 
 /** The raw path without the query string, as uWebSockets.js's getUrl() gives it. */
 function pathOf(req: IncomingMessage): string {
-  const url = req.url ?? '/';
-  const query = url.indexOf('?');
-  return query === -1 ? url : url.slice(0, query);
+  return splitTarget(req).path;
 }
 
-/** The raw query string without '?', '' when none (as uWS's getQuery gives it). */
-function queryOf(req: IncomingMessage): string {
+/** The request target's raw path and raw query string (without '?', '' when none, as uWS's getQuery gives it). */
+function splitTarget(req: IncomingMessage): { path: string; query: string } {
   const url = req.url ?? '/';
   const query = url.indexOf('?');
-  return query === -1 ? '' : url.slice(query + 1);
+  return query === -1 ? { path: url, query: '' } : { path: url.slice(0, query), query: url.slice(query + 1) };
 }
 
 /** Node joins repeated headers with ', ' for most names; the rest arrive as arrays. */

@@ -98,6 +98,13 @@ function isNonEmptyString(value: Json | undefined): value is string {
   return typeof value === 'string' && value.length > 0;
 }
 
+/** The `channel` of a subscribe or a publish (one rule for both), or what is wrong with it. */
+function readChannel(value: Json | undefined, verb: 'subscribe' | 'publish'): { readonly channel: string } | { readonly problem: string } {
+  if (!isNonEmptyString(value)) return { problem: `${verb} needs "channel": a non-empty string` };
+  if (value.length > MAX_CHANNEL_LENGTH) return { problem: `${verb} "channel" must be at most ${MAX_CHANNEL_LENGTH} characters` };
+  return { channel: value };
+}
+
 /** The canonical decimal text of a journal offset, or undefined when `value` is not one. */
 function offsetText(value: string): string | undefined {
   if (!/^[0-9]{1,19}$/.test(value)) return undefined;
@@ -146,11 +153,9 @@ function parseObject(parsed: Json): ParseResult {
 
   switch (type) {
     case 'subscribe': {
-      const channel = member(object, 'channel');
-      if (!isNonEmptyString(channel)) return refuse(answerId, 'subscribe needs "channel": a non-empty string');
-      if (channel.length > MAX_CHANNEL_LENGTH) {
-        return refuse(answerId, `subscribe "channel" must be at most ${MAX_CHANNEL_LENGTH} characters`);
-      }
+      const read = readChannel(member(object, 'channel'), 'subscribe');
+      if ('problem' in read) return refuse(answerId, read.problem);
+      const { channel } = read;
       const filter = member(object, 'filter');
       let filterBytes: number | undefined;
       if (filter !== undefined) {
@@ -183,11 +188,9 @@ function parseObject(parsed: Json): ParseResult {
       return { ok: true, request: { type, id, sub } };
     }
     case 'publish': {
-      const channel = member(object, 'channel');
-      if (!isNonEmptyString(channel)) return refuse(answerId, 'publish needs "channel": a non-empty string');
-      if (channel.length > MAX_CHANNEL_LENGTH) {
-        return refuse(answerId, `publish "channel" must be at most ${MAX_CHANNEL_LENGTH} characters`);
-      }
+      const read = readChannel(member(object, 'channel'), 'publish');
+      if ('problem' in read) return refuse(answerId, read.problem);
+      const { channel } = read;
       const payload = member(object, 'payload');
       if (payload === undefined) return refuse(answerId, 'publish needs "payload": any JSON value');
       return { ok: true, request: { type, id, channel, payload } };
