@@ -4,7 +4,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CompactSign, FlattenedSign, SignJWT, exportJWK, exportSPKI, generateKeyPair, importJWK } from 'jose';
 import type { CryptoKey, JWK, JWTPayload } from 'jose';
-import { channelFromPath, createAuthenticator, loadVerificationKeys, parseSocketPath } from '../src/auth/index.js';
+import { createAuthenticator, loadVerificationKeys, loggableChannel, parseSocketPath } from '../src/auth/index.js';
+import { readSocketRequest } from '../src/auth/token-source.js';
 import type { AuthResult, Authenticator } from '../src/auth/index.js';
 
 const SECRET = 'reallyreallyreallyreallyverysafe';
@@ -100,7 +101,7 @@ describe('parseSocketPath', () => {
   });
 });
 
-describe('channelFromPath', () => {
+describe('the channel a rejected v1 path logs (loggableChannel of what readSocketRequest read, as server.ts does)', () => {
   it.each([
     ['/chat/secret.token.here', 'chat'],
     ['/another%20test/secret.token.here', 'another test'],
@@ -111,7 +112,8 @@ describe('channelFromPath', () => {
     ['/eyJhbGciOiJIUzI1NiJ9.eyJtb2RlIjoicncifQ.c2ln/chat', '[redacted: looks like a token]'],
     [`/${'c'.repeat(150)}/tok`, `${'c'.repeat(100)}...`],
   ])('%s -> %s', (rawPath, channel) => {
-    expect(channelFromPath(rawPath)).toBe(channel);
+    const asked = readSocketRequest({ path: rawPath, query: '', authorization: '', cookie: '', protocols: '' }, undefined);
+    expect(loggableChannel(asked.ok ? asked.channel : undefined)).toBe(channel);
   });
 });
 

@@ -9,5 +9,5 @@ export {
   type TokenCheck,
   type Verifier,
 } from './verify.js';
-export { parseSocketPath, channelFromPath, loggableChannel, type ParsedPath } from './path.js';
+export { parseSocketPath, loggableChannel, type ParsedPath } from './path.js';
 export { loadVerificationKeys, type KeySource, type KeyKind } from './keys.js';

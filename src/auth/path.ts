@@ -31,17 +31,6 @@ const LOOKS_LIKE_JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 const MAX_LOGGED_CHANNEL = 100;
 
 /**
- * The decoded channel of a `/<channel>/<jwt>` path, or undefined, for logs.
- * It never returns the token, even for a path that fails to parse, and even
- * when a client swapped the segments (`/<jwt>/chat`): a channel segment that
- * looks like a JWT is replaced by a placeholder.
- */
-export function channelFromPath(rawPath: string): string | undefined {
-  const parsed = parseSocketPath(rawPath);
-  return loggableChannel(parsed.ok ? parsed.channel : undefined);
-}
-
-/**
  * A decoded channel as it may be logged: one that looks like a JWT (a client that put its
  * token where a channel goes) is replaced by a placeholder, a long one is cut.
  */
