@@ -298,6 +298,15 @@ export const OPTIONS: { readonly [K in keyof Config]: OptionSpec<K> } = {
     doc: 'frames one socket may have waiting for the database; at this many pgws stops reading from the socket (TCP then slows the client down) until half are sent. Where reading cannot stop (uws), frames are held meanwhile up to this many times PGWS_MAX_MESSAGE_SIZE characters, then 1013. Default 256: several batches of headroom for a fast writer',
     secret: false,
   },
+  maxSubscriptions: {
+    key: 'maxSubscriptions',
+    env: 'PGWS_MAX_SUBSCRIPTIONS',
+    flag: '--max-subscriptions <n>',
+    default: '100',
+    parse: integer(1),
+    doc: 'subscriptions one pgws.v2 socket may hold at once; one more is answered with error too_many_subscriptions (the socket stays open). Default 100',
+    secret: false,
+  },
   certificateFile: {
     key: 'certificateFile',
     env: 'PGWS_CERTIFICATE_FILE',

@@ -9,16 +9,22 @@ import { Fifo } from './fifo.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { createRateLimiter, type RateLimiter } from './rate.js';
+import type { AuthResult } from './auth/index.js';
 import type { TransportSocket } from './transport/types.js';
 import { Close, NOTIFY_PAYLOAD_LIMIT, type Claims, type CloseCode, type Grant, type Json } from './types.js';
+import { createV2Protocol, type V2State } from './v2/protocol.js';
+import { createSubscriptionTable } from './v2/subscriptions.js';
 
 export type EnvelopeEvent = 'WebsocketMessage' | 'ConnectionOpen' | 'ConnectionClose';
 
-/** The JSON a socket's frame (or a meta event) becomes on the listen channel. */
-export interface Envelope {
+/**
+ * The JSON a socket's frame (or a meta event) becomes on the listen channel. The payload of a
+ * v1 frame is its text; a v2 publish carries the JSON value it was given (PROTOCOL.md §9).
+ */
+export interface Envelope<P extends Json = string> {
   readonly event: EnvelopeEvent;
   readonly channel: string;
-  readonly payload: string;
+  readonly payload: P;
   readonly claims: Claims & { readonly message_delivered_at: number };
 }
 
@@ -35,7 +41,8 @@ interface HeldFrame {
 
 /** What pgws keeps per socket. */
 export interface Session {
-  readonly grant: Grant;
+  /** Replaced only by a v2 `refresh`. */
+  grant: Grant;
   /** Set once the socket was closed for an error: nothing more from it is sent. */
   failed: boolean;
   readonly rate: RateLimiter;
@@ -47,19 +54,27 @@ export interface Session {
   paused: boolean;
   /** Whether the socket receives the notifications its own frames caused (`?echo=false`: no). */
   readonly echo: boolean;
+  /** A pgws.v2 socket's subscriptions and counters; undefined for v1. */
+  readonly v2: V2State | undefined;
 }
 
 /** What a socket asked for at the upgrade, beside its grant. */
 export interface SessionOptions {
   readonly echo: boolean;
+  /** The socket speaks pgws.v2 (its grant came from an EACH_REQUEST check). */
+  readonly v2?: boolean;
 }
 
 export interface RelayOptions {
   readonly listenChannel: string;
   readonly metaChannel: string | undefined;
   readonly notifier: RelayNotifier;
-  /** Sends a notification to a channel's readers, leaving out `except` when given. */
-  readonly publish: (channel: string, text: string, except?: TransportSocket<Session>) => void;
+  /** Sends text to a topic's sockets, leaving out `except` when given (topics: see v1Topic, subscriptions.ts). */
+  readonly publish: (topic: string, text: string, except?: TransportSocket<Session>) => void;
+  /** Checks a v2 `refresh` token as an upgrade's would be (EACH_REQUEST). */
+  readonly authorizeV2?: (token: string) => AuthResult | Promise<AuthResult>;
+  /** Subscriptions one v2 socket may hold (PGWS_MAX_SUBSCRIPTIONS; default 100). */
+  readonly maxSubscriptions?: number;
   readonly log: Logger;
   /** Clock in Unix seconds (fractional); injectable for tests. */
   readonly now?: () => number;
@@ -96,6 +111,7 @@ export interface Relay {
 }
 
 export const DEFAULT_MAX_QUEUED_FRAMES = 256;
+export const DEFAULT_MAX_SUBSCRIPTIONS = 100;
 const DEFAULT_MAX_HELD_CHARS = DEFAULT_MAX_QUEUED_FRAMES * (NOTIFY_PAYLOAD_LIMIT - 1);
 /** An own envelope not seen back from the database within this is forgotten (the listener was down). */
 const OWN_ENVELOPE_TTL_SECONDS = 60;
@@ -146,11 +162,34 @@ export function createRelay(opts: RelayOptions): Relay {
     onQueued: (frames) => metrics?.markQueued(frames),
     // After a failed batch the socket is about to be closed 1011 (its frames' rejections run
     // next): nothing held may follow the failed frames into the database.
+    // A v2 socket stays open after a failed publish (db_error): what it sent next still goes.
     onSettled: (socket, ok) => {
-      if (ok) takeHeld(socket);
+      if (ok || socket.session.v2 !== undefined) takeHeld(socket);
       else dropHeld(socket.session);
     },
   });
+  const v2 = createV2Protocol<Session>(
+    {
+      table: createSubscriptionTable(),
+      maxSubscriptions: opts.maxSubscriptions ?? DEFAULT_MAX_SUBSCRIPTIONS,
+      authorize: opts.authorizeV2 ?? (() => ({ ok: false, status: 401, reason: 'Refresh is not available' })),
+      notify(socket, envelope, own) {
+        const at = lastStamp;
+        if (own) rememberOwn(socket, [envelope], at);
+        const sent = sendEnvelopes(socket, [envelope]);
+        if (own) sent.catch(() => forgetOwn([envelope]));
+        return sent;
+      },
+      envelope: (grant, channel, payload, at) => encodeEnvelope({ event: 'WebsocketMessage', channel, payload, claims: stampClaims(grant.claims, at) }),
+      regranted(socket, grant) {
+        expiries.remove(socket);
+        if (grant.exp !== undefined) expiries.add(socket, grant.exp);
+      },
+      fail: (socket, code, reason) => fail(socket, code, reason),
+      log: opts.log,
+    },
+    opts.publish,
+  );
 
   function sendEnvelopes(socket: Socket, payloads: readonly string[]): Promise<void> {
     return batcher.push(socket, payloads);
@@ -159,6 +198,10 @@ export function createRelay(opts: RelayOptions): Relay {
   /** A frame's envelopes go to the batcher, or the socket is closed 1009 (envelope too big) or 1011 (NOTIFY failed). */
   function enqueue(socket: Socket, frame: HeldFrame): void {
     const { session } = socket;
+    if (session.v2 !== undefined) {
+      v2.onFrame(socket, frame.text, frame.at);
+      return;
+    }
     const { grant } = session;
     const claims = stampClaims(grant.claims, frame.at);
     const payloads = grant.channels.map((channel) => encodeEnvelope({ event: 'WebsocketMessage', channel, payload: frame.text, claims }));
@@ -279,6 +322,7 @@ export function createRelay(opts: RelayOptions): Relay {
         held: new Fifo<HeldFrame>(),
         heldChars: 0,
         paused: false,
+        v2: options?.v2 === true ? v2.newState() : undefined,
       };
     },
 
@@ -286,12 +330,15 @@ export function createRelay(opts: RelayOptions): Relay {
       metrics?.markNotification();
       const own = ownEnvelopes.size === 0 ? undefined : ownEnvelopes.get(payload);
       if (own !== undefined) ownEnvelopes.delete(payload);
-      opts.publish(routeNotification(dbChannel, payload), payload, own?.socket);
+      const channel = routeNotification(dbChannel, payload);
+      opts.publish(v1Topic(channel), payload, own?.socket);
+      v2.deliver(channel, payload, own?.socket);
     },
 
     onOpen(socket) {
       const { grant } = socket.session;
-      if (grant.mode !== 'w') for (const channel of grant.channels) socket.subscribe(channel);
+      // A v2 socket starts with no subscriptions: it asks for them.
+      if (grant.mode !== 'w' && socket.session.v2 === undefined) for (const channel of grant.channels) socket.subscribe(v1Topic(channel));
       if (grant.exp !== undefined) {
         expiries.add(socket, grant.exp);
       }
@@ -301,7 +348,8 @@ export function createRelay(opts: RelayOptions): Relay {
     onFrame(socket, text) {
       const { session } = socket;
       const { grant } = session;
-      if (grant.mode === 'r' || session.failed) return;
+      // A v1 reader's frames are ignored, as in postgres-websockets; a v2 reader subscribes with them.
+      if ((grant.mode === 'r' && session.v2 === undefined) || session.failed) return;
       // A policy, not a load: over it the socket is closed whatever flow control could do.
       if (!session.rate.take()) {
         metrics?.markRateLimited();
@@ -317,6 +365,7 @@ export function createRelay(opts: RelayOptions): Relay {
 
     onClose(socket, code) {
       expiries.remove(socket);
+      v2.onClose(socket);
       // Frames the socket sent before it closed still go out, after what was queued.
       takeHeld(socket, Number.POSITIVE_INFINITY, false);
       opts.log.debug({ code, channels: socket.session.grant.channels }, 'socket closed');
@@ -326,6 +375,16 @@ export function createRelay(opts: RelayOptions): Relay {
     idle: () => batcher.idle(),
     pausedSockets: () => paused,
   };
+}
+
+/**
+ * The engine topic of a v1 channel: the channel itself, unless it starts with one of the two
+ * characters that begin other topics (v2 subscriptions start with U+0002), which it then gets
+ * U+0001 in front of. So no channel's topic is another's or a v2 subscription's, and the usual
+ * channel costs nothing.
+ */
+export function v1Topic(channel: string): string {
+  return channel.charCodeAt(0) <= 2 ? `\u0001${channel}` : channel;
 }
 
 /**
@@ -347,7 +406,7 @@ export function routeNotification(dbChannel: string, payload: string): string {
   return dbChannel;
 }
 
-export function encodeEnvelope(envelope: Envelope): string {
+export function encodeEnvelope<P extends Json>(envelope: Envelope<P>): string {
   return JSON.stringify(envelope);
 }
 

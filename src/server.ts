@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { healthAnswer, metricsNotHereAnswer, readyAnswer, type ReadinessProbes } from './admin/endpoints.js';
 import { startAdminServer } from './admin/server.js';
-import { createAuthenticator, loggableChannel, type AuthResult } from './auth/index.js';
+import { createAuthenticator, EACH_REQUEST, loggableChannel, type AuthResult, type ChannelRequest } from './auth/index.js';
 import { createOriginPolicy } from './auth/origins.js';
 import { readSocketRequest, type SocketRequest } from './auth/token-source.js';
 import { createListener, type Listener } from './db/listener.js';
@@ -21,6 +21,8 @@ import { createTransport, planTransport, TransportUnavailableError } from './tra
 import type { HttpAnswer, HttpRequest, Transport, TransportHandlers, UpgradeDecision, UpgradeRequest } from './transport/types.js';
 import { Close, type Config } from './types.js';
 
+/** The 400 of a pgws.v2 upgrade whose path names a channel (PROTOCOL.md §9). */
+export const V2_PATH = 'Bad request: a pgws.v2 socket opens on / (or /<jwt>) and names channels in its requests';
 /** How long stop() lets frames already accepted reach the database before ending its connections. */
 const STOP_FLUSH_MS = 2000;
 /** Idle seconds before the server pings; ~30 s keeps sockets alive through common proxies (60 s timeouts). */
@@ -155,7 +157,9 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       listenChannel: config.listenChannel,
       metaChannel: config.metaChannel,
       notifier,
-      publish: (channel, text, except) => metrics.markFramesSent(activeTransport.publish(channel, text, except)),
+      publish: (topic, text, except) => metrics.markFramesSent(activeTransport.publish(topic, text, except)),
+      authorizeV2: (token) => authenticator.authorizeToken(EACH_REQUEST, token),
+      maxSubscriptions: config.maxSubscriptions,
       log,
       concurrency: config.poolSize,
       maxQueuedFrames: config.maxQueuedMessages,
@@ -227,7 +231,7 @@ function watchListener(listener: Listener, events: EventEmitter<ServerEvents>, m
 
 interface HandlerParts {
   stopping(): boolean;
-  authorize(channel: string | undefined, token: string): AuthResult | Promise<AuthResult>;
+  authorize(channel: ChannelRequest, token: string): AuthResult | Promise<AuthResult>;
   /** Undefined only before start() created it, when no socket can be open yet. */
   relay(): Relay | undefined;
   answerHttp(req: HttpRequest): Promise<HttpAnswer>;
@@ -250,7 +254,7 @@ function socketHandlers(config: Config, log: Logger, metrics: Metrics, parts: Ha
   const decide = (result: AuthResult, req: UpgradeRequest, asked: SocketRequest): UpgradeDecision<Session> => {
     if (!result.ok) return refuse(result.status, result.reason, req, asked.channel);
     metrics.markUpgrade(101);
-    return { accept: true, session: relay().newSession(result.grant, { echo: asked.echo }), protocol: asked.protocol };
+    return { accept: true, session: relay().newSession(result.grant, { echo: asked.echo, v2: asked.v2 }), protocol: asked.protocol };
   };
   return {
     upgrade(req) {
@@ -262,11 +266,11 @@ function socketHandlers(config: Config, log: Logger, metrics: Metrics, parts: Ha
       if (!origins.allows(req.origin)) return refuse(403, 'Origin not allowed', req, undefined);
       const asked = readSocketRequest(req, config.jwtCookie);
       if (!asked.ok) return refuse(asked.status, asked.reason, req, undefined);
-      // Protocol v2 is PROTOCOL.md §9, not built yet: say so rather than speak v1 to a v2 client.
-      if (asked.v2) return refuse(400, 'Subprotocol pgws.v2 is not supported by this server yet: offer pgws.v1', req, asked.channel);
+      // A v2 socket names its channels in each subscribe and publish, never in its path.
+      if (asked.v2 && asked.channel !== undefined) return refuse(400, V2_PATH, req, asked.channel);
       // Most tokens are decided at once (the fast path, the token cache); only jose's
       // verdicts wait. decide() is shared, so a handshake allocates no closure for it.
-      const result = parts.authorize(asked.channel, asked.token);
+      const result = parts.authorize(asked.v2 ? EACH_REQUEST : asked.channel, asked.token);
       return result instanceof Promise ? result.then((verdict) => decide(verdict, req, asked)) : decide(result, req, asked);
     },
     open(socket) {

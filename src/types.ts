@@ -44,6 +44,8 @@ export interface Config {
   readonly maxMessagesPerSecond: number;
   /** Frames one socket may have waiting for NOTIFY; at this many pgws stops reading from it (flow control). */
   readonly maxQueuedMessages: number;
+  /** Subscriptions one pgws.v2 socket may hold at once (PROTOCOL.md §9). */
+  readonly maxSubscriptions: number;
   readonly certificateFile: string | undefined;
   readonly keyFile: string | undefined;
   /** Port of the admin HTTP server (/health, /ready, /metrics); undefined: health and readiness on the main port, no metrics. */
@@ -87,8 +89,13 @@ export interface Claims {
 /** What a verified handshake grants a socket. */
 export interface Grant {
   readonly mode: Mode;
-  /** The channels this socket is open on, in order, without duplicates (never empty). */
+  /**
+   * v1: the channels this socket is open on, in order, without duplicates (never empty).
+   * pgws.v2: the channels the token lists (maybe none), checked at each subscribe and publish.
+   */
   readonly channels: readonly string[];
+  /** pgws.v2 only: the token lists no channel, so it allows every channel (as v1's `/<channel>/<jwt>` does). */
+  readonly anyChannel?: boolean;
   readonly claims: Claims;
   /** Token expiry, Unix seconds, if the token has one. */
   readonly exp: number | undefined;

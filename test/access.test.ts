@@ -153,10 +153,16 @@ describe('token sources', () => {
     expect(raw).toContain('Bad request: malformed Sec-WebSocket-Protocol header');
   });
 
-  it('refuses pgws.v2 with 400 and a reason until protocol v2 exists', async () => {
-    const result = await handshake(`${srv.url}/chat/${await jwt({ mode: 'r' })}`, {}, ['pgws.v2']);
-    expect(result).toMatchObject({ ok: false, status: 400 });
-    if (!result.ok) expect(result.body).toMatch(/pgws\.v2 is not supported/);
+  it('refuses a pgws.v2 upgrade whose path names a channel with 400 (v2 names channels in its requests)', async () => {
+    const token = await jwt({ mode: 'r' });
+    for (const [path, protocols] of [
+      [`/chat/${token}`, ['pgws.v2']],
+      ['/chat', ['pgws.v2', `pgws.bearer.${token}`]],
+    ] as const) {
+      const result = await handshake(`${srv.url}${path}`, {}, protocols);
+      expect(result).toMatchObject({ ok: false, status: 400 });
+      if (!result.ok) expect(result.body).toContain('a pgws.v2 socket opens on /');
+    }
   });
 });
 

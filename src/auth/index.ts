@@ -2,6 +2,8 @@
 export {
   createAuthenticator,
   createVerifier,
+  EACH_REQUEST,
+  type ChannelRequest,
   type Authenticator,
   type AuthenticatorOptions,
   type AuthResult,

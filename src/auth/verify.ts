@@ -15,6 +15,15 @@ import { createTokenCache } from './token-cache.js';
 
 export type AuthResult = { ok: true; grant: Grant } | { ok: false; status: 400 | 401 | 403; reason: string };
 
+/**
+ * Asks for a pgws.v2 grant: never refused for its channels, which are checked at each
+ * subscribe and publish instead (PROTOCOL.md §9). A symbol, since any string is a channel.
+ */
+export const EACH_REQUEST: unique symbol = Symbol('channels checked at each pgws.v2 request');
+
+/** A channel (v1 `/<channel>/...`), every channel the token lists (v1 `/<jwt>`), or EACH_REQUEST (v2). */
+export type ChannelRequest = string | undefined | typeof EACH_REQUEST;
+
 export interface Authenticator extends TokenCheck {
   /** What the keys turned out to be (HMAC secret, JWK, JWK Set, or a set from PGWS_JWKS_URL); safe to log. */
   readonly keyKind: KeyKind;
@@ -25,13 +34,14 @@ export interface Authenticator extends TokenCheck {
 /** The per-socket check, for a token wherever it came from, or for a v1 path holding it. */
 export interface TokenCheck {
   /**
-   * Checks a token and the channel asked for (undefined: every channel the token lists).
+   * Checks a token and the channel asked for (undefined: every channel the token lists;
+   * EACH_REQUEST: a v2 socket, whose grant lists the token's channels and is never refused for them).
    * Never throws or rejects. `nowSeconds` overrides the clock (tests). A verdict known
    * without I/O (a token accepted by the fast path or found in the cache of verified
    * tokens) comes back as a plain value, so the transport can answer within the upgrade
    * callback; one that needs jose comes back as a Promise.
    */
-  authorizeToken(channel: string | undefined, token: string, nowSeconds?: number): AuthResult | Promise<AuthResult>;
+  authorizeToken(channel: ChannelRequest, token: string, nowSeconds?: number): AuthResult | Promise<AuthResult>;
   /** The same for a raw v1 path, `/<channel>/<jwt>` or `/<jwt>` (a bad path is a 400). */
   authorize(rawPath: string, nowSeconds?: number): AuthResult | Promise<AuthResult>;
 }
@@ -180,7 +190,7 @@ function currentSecond(): number {
   return Math.floor(Date.now() / 1000);
 }
 
-type GrantRule = (requestedChannel: string | undefined, payload: JsonObject) => AuthResult;
+type GrantRule = (requestedChannel: ChannelRequest, payload: JsonObject) => AuthResult;
 
 /**
  * The claims checks and the channel table, run once the token's signature and times are
@@ -200,6 +210,11 @@ function createGrantRule(rules: ClaimRules): GrantRule {
     const claims = checkClaims(payload, readClaim(payload, modePath), readClaim(payload, channelsPath), defaultMode, badChannels);
     if (!claims.ok) return claims;
 
+    if (requestedChannel === EACH_REQUEST) {
+      const channels = listedChannels(claims.value);
+      const grant: Grant = { mode: claims.value.mode, channels, anyChannel: channels.length === 0, claims: payload as Claims, exp: claims.value.exp };
+      return { ok: true, grant };
+    }
     const channels = grantedChannels(requestedChannel, claims.value);
     if (channels.length === 0) return reject(403, 'No allowed channels');
 
@@ -361,6 +376,11 @@ function grantedChannels(requested: string | undefined, claims: GrantClaims): st
     const listsNone = channel === undefined && (channels === undefined || channels.length === 0);
     return listsNone || channel === requested || channels?.includes(requested) === true ? [requested] : [];
   }
+  return listedChannels(claims);
+}
+
+/** `channel` followed by `channels`, duplicates removed, first occurrence kept. */
+function listedChannels({ channel, channels }: GrantClaims): string[] {
   return [...new Set([...(channel === undefined ? [] : [channel]), ...(channels ?? [])])];
 }
 

@@ -52,7 +52,13 @@ export interface TransportSocket<S> {
   send(text: string): SendResult;
   /** Close with a code and a short reason (trimmed to the 123-byte limit). Safe to call twice. */
   close(code: CloseCode, reason: string): void;
-  subscribe(channel: string): void;
+  /**
+   * Receive what is published to this topic from now on. Topics are the relay's names (a v1
+   * channel, a v2 subscription); the transport attaches no meaning to them. Safe when closed.
+   */
+  subscribe(topic: string): void;
+  /** Stop receiving a topic's publishes. Safe when not subscribed or closed. */
+  unsubscribe(topic: string): void;
   bufferedAmount(): number;
   /**
    * Stop reading from the socket (flow control): TCP then slows the client down. Frames
@@ -132,10 +138,10 @@ export interface Transport<S> {
   /** Starts listening; resolves with the bound port. */
   listen(): Promise<number>;
   /**
-   * Sends text to every socket subscribed to the channel, except `except` when given (a
+   * Sends text to every socket subscribed to the topic, except `except` when given (a
    * socket that asked not to receive what it caused itself); returns how many sockets that was.
    */
-  publish(channel: string, text: string, except?: TransportSocket<S>): number;
+  publish(topic: string, text: string, except?: TransportSocket<S>): number;
   /** Stops accepting connections, closes every socket with the code, and releases the port. */
   shutdown(code: CloseCode, reason: string): Promise<void>;
   socketCount(): number;

@@ -249,10 +249,10 @@ export function createUwsTransport<S>(
       });
     },
 
-    publish(channel, text, except) {
+    publish(topic, text, except) {
       // uWS's WebSocket.publish sends to every subscriber but the socket it is called on.
       const from = except instanceof UwsSocket ? except.publisher() : undefined;
-      const anyone = from === undefined ? app.publish(channel, text, false, false) : from.publish(channel, text, false, false);
+      const anyone = from === undefined ? app.publish(topic, text, false, false) : from.publish(topic, text, false, false);
       if (!anyone) return 0;
       // Frame headers add at most 14 bytes per message: counted too.
       publishedSinceCheck += Buffer.byteLength(text) + 14;
@@ -261,7 +261,7 @@ export function createUwsTransport<S>(
         checkScheduled = true;
         setImmediate(checkBackpressure);
       }
-      return app.numSubscribers(channel) - (from?.isSubscribed(channel) === true ? 1 : 0);
+      return app.numSubscribers(topic) - (from?.isSubscribed(topic) === true ? 1 : 0);
     },
 
     async shutdown(code, reason) {
@@ -376,8 +376,12 @@ class UwsSocket<S> implements TransportSocket<S> {
     this.ws.end(code, limitCloseReason(reason));
   }
 
-  subscribe(channel: string): void {
-    if (!this.closed) this.ws.subscribe(channel);
+  subscribe(topic: string): void {
+    if (!this.closed) this.ws.subscribe(topic);
+  }
+
+  unsubscribe(topic: string): void {
+    if (!this.closed) this.ws.unsubscribe(topic);
   }
 
   bufferedAmount(): number {

@@ -55,7 +55,8 @@ export function createWsTransport<S>(options: TransportOptions, handlers: Transp
     clientTracking: false,
   });
   const sockets = new Set<WsSocket<S>>();
-  const channels = new Map<string, Set<WsSocket<S>>>();
+  /** Topic -> its subscribers (a v1 channel, a v2 subscription: the relay names them). */
+  const topics = new Map<string, Set<WsSocket<S>>>();
   const keepalive = startKeepalive(options.idleTimeoutSeconds, () => sockets);
   let closing = false;
   let onEmpty: (() => void) | undefined;
@@ -73,10 +74,15 @@ export function createWsTransport<S>(options: TransportOptions, handlers: Transp
       if (handlers.overBackpressure) handlers.overBackpressure(socket, bytes);
       else socket.cut();
     },
-    subscribe(channel, socket) {
-      let subscribers = channels.get(channel);
-      if (subscribers === undefined) channels.set(channel, (subscribers = new Set()));
+    subscribe(topic, socket) {
+      let subscribers = topics.get(topic);
+      if (subscribers === undefined) topics.set(topic, (subscribers = new Set()));
       subscribers.add(socket);
+    },
+    unsubscribe(topic, socket) {
+      const subscribers = topics.get(topic);
+      subscribers?.delete(socket);
+      if (subscribers?.size === 0) topics.delete(topic);
     },
   };
 
@@ -147,11 +153,7 @@ export function createWsTransport<S>(options: TransportOptions, handlers: Transp
   /** Once per socket: on its close event, or at once when the server cuts it (as uws reports a cut). */
   function finish(socket: WsSocket<S>, code: number, reason: string): void {
     if (!sockets.delete(socket)) return;
-    for (const channel of socket.channels) {
-      const subscribers = channels.get(channel);
-      subscribers?.delete(socket);
-      if (subscribers?.size === 0) channels.delete(channel);
-    }
+    for (const topic of socket.topics) hub.unsubscribe(topic, socket);
     handlers.close(socket, code, reason);
     if (sockets.size === 0) onEmpty?.();
   }
@@ -203,8 +205,8 @@ export function createWsTransport<S>(options: TransportOptions, handlers: Transp
       });
     },
 
-    publish(channel, text, except) {
-      const subscribers = channels.get(channel);
+    publish(topic, text, except) {
+      const subscribers = topics.get(topic);
       if (subscribers === undefined || subscribers.size === 0) return 0;
       const skipped = except !== undefined && subscribers.has(except as WsSocket<S>);
       if (skipped && subscribers.size === 1) return 0;
@@ -250,13 +252,14 @@ interface Hub<S> {
   cut(socket: WsSocket<S>): void;
   /** The socket has more than maxBackpressureBytes waiting (called once per socket). */
   overBackpressure(socket: WsSocket<S>, bytes: number): void;
-  subscribe(channel: string, socket: WsSocket<S>): void;
+  subscribe(topic: string, socket: WsSocket<S>): void;
+  unsubscribe(topic: string, socket: WsSocket<S>): void;
 }
 
 class WsSocket<S> implements TransportSocket<S>, KeptAlive, Outlet {
   lastInbound = Date.now();
   pingedAt: number | undefined;
-  readonly channels = new Set<string>();
+  readonly topics = new Set<string>();
   // This tick's frames for the socket, kept by the transport's Outbox (outbox.ts).
   outBytes = 0;
   outFirst = 0;
@@ -345,10 +348,15 @@ class WsSocket<S> implements TransportSocket<S>, KeptAlive, Outlet {
     this.ws.close(code, limitCloseReason(reason));
   }
 
-  subscribe(channel: string): void {
-    if (this.ws.readyState !== WebSocket.OPEN || this.channels.has(channel)) return;
-    this.channels.add(channel);
-    this.hub.subscribe(channel, this);
+  subscribe(topic: string): void {
+    if (this.ws.readyState !== WebSocket.OPEN || this.topics.has(topic)) return;
+    this.topics.add(topic);
+    this.hub.subscribe(topic, this);
+  }
+
+  unsubscribe(topic: string): void {
+    if (!this.topics.delete(topic)) return;
+    this.hub.unsubscribe(topic, this);
   }
 
   /** Written but not yet taken by the kernel, plus what this tick queued. */

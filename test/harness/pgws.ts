@@ -49,6 +49,7 @@ export function testConfig(dbUri: string, overrides: Partial<Config> = {}): Conf
     handshakeTimeout: 10_000,
     maxMessagesPerSecond: 0,
     maxQueuedMessages: 256,
+    maxSubscriptions: 100,
     certificateFile: undefined,
     keyFile: undefined,
     adminPort: undefined,

@@ -1,0 +1,265 @@
+// A pgws.v2 socket (PROTOCOL.md §9): its requests, answered one frame each, and what the
+// relay's notifications send it. The relay keeps what every socket shares (the NOTIFY batcher,
+// flow control, expiry, meta events) and hands a v2 socket's frames here, in the order they
+// arrived; this module decides, per request, what is allowed and what is answered.
+//
+// Fan-out stays in the engine: a subscription is the server-wide triple (channel, filter, echo)
+// of subscriptions.ts, and a socket holding it is subscribed to the triple's topic. A
+// notification costs one filter evaluation per distinct filter and one publish per triple.
+import type { AuthResult } from '../auth/index.js';
+import { NotifyTimeoutError } from '../db/batcher.js';
+import type { Logger } from '../log.js';
+import type { TransportSocket } from '../transport/types.js';
+import { Close, NOTIFY_PAYLOAD_LIMIT, type CloseCode, type Grant, type Json } from '../types.js';
+import { compileFilter } from './filter.js';
+import {
+  errorFrame,
+  parseRequest,
+  pongFrame,
+  publishedFrame,
+  refreshedFrame,
+  subscribedFrame,
+  unsubscribedFrame,
+  type ErrorCode,
+  type RequestId,
+  type V2Request,
+} from './frames.js';
+import type { Subscription, SubscriptionTable } from './subscriptions.js';
+
+/** Frames that are not JSON a v2 socket may send in a row; one more closes it 1008. */
+export const MAX_NOT_JSON_IN_A_ROW = 10;
+export const NOT_ALLOWED_BY_NEW_TOKEN = 'not allowed by the new token';
+
+/** What pgws keeps for a v2 socket, beside its Session. */
+export interface V2State {
+  /** This socket's subscriptions, by their `sub` id. */
+  readonly subs: Map<string, Subscription>;
+  /** Frames that were not JSON since the last one that was. */
+  notJsonInARow: number;
+  /** Subscriptions with echo off: while any, the envelopes of this socket's publishes are remembered. */
+  echoOff: number;
+  /** Refreshes answered so far: a verdict that arrives after a later one was applied is dropped. */
+  refreshes: number;
+  /** Set at close: later frames (held ones still being taken) answer nothing and subscribe nothing. */
+  closed: boolean;
+}
+
+/** The part of a Session this module reads and changes. */
+export interface V2Session {
+  grant: Grant;
+  readonly v2: V2State | undefined;
+  readonly failed: boolean;
+}
+
+export interface V2Deps<S extends V2Session> {
+  readonly table: SubscriptionTable;
+  readonly maxSubscriptions: number;
+  /** The same checks as an upgrade's, for a v2 grant (channels checked here, per request). */
+  readonly authorize: (token: string) => AuthResult | Promise<AuthResult>;
+  /**
+   * NOTIFYs one envelope on the listen channel for the socket, in the socket's order with its
+   * other frames; resolves once committed. `own`: remember it, to leave the socket out of
+   * echo-off subscriptions when it comes back.
+   */
+  readonly notify: (socket: TransportSocket<S>, envelope: string, own: boolean) => Promise<void>;
+  /** Encodes a publish's envelope, stamped with the time the frame arrived. */
+  readonly envelope: (grant: Grant, channel: string, payload: Json, at: number) => string;
+  /** The grant changed (refresh): the relay moves the expiry timer. */
+  readonly regranted: (socket: TransportSocket<S>, grant: Grant) => void;
+  /** Closes the socket for an error (the relay's one way to do it). */
+  readonly fail: (socket: TransportSocket<S>, code: CloseCode, reason: string) => void;
+  readonly log: Logger;
+}
+
+export interface V2Protocol<S extends V2Session> {
+  newState(): V2State;
+  /** One frame from the socket (`at`: when it arrived, the envelope's stamp). */
+  onFrame(socket: TransportSocket<S>, text: string, at: number): void;
+  /** The socket closed: its subscriptions are released (the transport already dropped its topics). */
+  onClose(socket: TransportSocket<S>): void;
+  /**
+   * Sends a notification routed to `channel` to the v2 subscriptions it matches. `origin`: the
+   * socket whose publish caused it, left out of echo-off subscriptions.
+   */
+  deliver(channel: string, text: string, origin: TransportSocket<S> | undefined): void;
+}
+
+/** Whether a v2 grant allows a channel: listed by the token, or any when it lists none. */
+export function allowsChannel(grant: Grant, channel: string): boolean {
+  return grant.anyChannel === true || grant.channels.includes(channel);
+}
+
+export function createV2Protocol<S extends V2Session>(
+  deps: V2Deps<S>,
+  publish: (topic: string, text: string, except?: TransportSocket<S>) => void,
+): V2Protocol<S> {
+  type Socket = TransportSocket<S>;
+  const { table } = deps;
+
+  function answer(socket: Socket, state: V2State, frame: string): void {
+    if (!state.closed) socket.send(frame);
+  }
+
+  function refuse(socket: Socket, state: V2State, id: RequestId | null | undefined, code: ErrorCode, message: string): void {
+    answer(socket, state, errorFrame(id, code, message));
+  }
+
+  function subscribe(socket: Socket, state: V2State, request: Extract<V2Request, { type: 'subscribe' }>): void {
+    const { grant } = socket.session;
+    const { id, channel } = request;
+    if (grant.mode === 'w') return refuse(socket, state, id, 'forbidden', 'the token\'s mode is "w": it may publish, not subscribe');
+    if (!allowsChannel(grant, channel)) return refuse(socket, state, id, 'forbidden', 'the token does not allow this channel');
+    const compiled = compileFilter(request.filter, request.filterBytes);
+    if (!compiled.ok) return refuse(socket, state, id, 'bad_request', compiled.message);
+    // No journal yet (§10): nothing to replay, so a `since` is answered with an incomplete history.
+    const recovered = request.since === undefined ? undefined : false;
+    const subscription = table.acquire(channel, compiled.filter, request.echo);
+    if (state.subs.has(subscription.sub)) {
+      // The same triple again: the same subscription, held once by this socket.
+      table.release(subscription);
+      return answer(socket, state, subscribedFrame(id, channel, subscription.sub, null, recovered));
+    }
+    if (state.subs.size >= deps.maxSubscriptions) {
+      table.release(subscription);
+      return refuse(socket, state, id, 'too_many_subscriptions', `at most ${deps.maxSubscriptions} subscriptions per socket`);
+    }
+    state.subs.set(subscription.sub, subscription);
+    if (!subscription.echo) state.echoOff += 1;
+    socket.subscribe(subscription.topic);
+    answer(socket, state, subscribedFrame(id, channel, subscription.sub, null, recovered));
+  }
+
+  function end(socket: Socket, state: V2State, subscription: Subscription): void {
+    state.subs.delete(subscription.sub);
+    if (!subscription.echo) state.echoOff -= 1;
+    socket.unsubscribe(subscription.topic);
+    table.release(subscription);
+  }
+
+  function unsubscribe(socket: Socket, state: V2State, id: RequestId | undefined, sub: string): void {
+    const subscription = state.subs.get(sub);
+    if (subscription === undefined) return refuse(socket, state, id, 'not_subscribed', 'no subscription with this id on this socket');
+    end(socket, state, subscription);
+    answer(socket, state, unsubscribedFrame(id, sub));
+  }
+
+  function publishRequest(socket: Socket, state: V2State, request: Extract<V2Request, { type: 'publish' }>, at: number): void {
+    const { grant } = socket.session;
+    const { id, channel } = request;
+    if (grant.mode === 'r') return refuse(socket, state, id, 'forbidden', 'the token\'s mode is "r": it may subscribe, not publish');
+    if (!allowsChannel(grant, channel)) return refuse(socket, state, id, 'forbidden', 'the token does not allow this channel');
+    const envelope = deps.envelope(grant, channel, request.payload, at);
+    const bytes = Buffer.byteLength(envelope);
+    if (bytes >= NOTIFY_PAYLOAD_LIMIT) {
+      return refuse(
+        socket,
+        state,
+        id,
+        'payload_too_large',
+        `the NOTIFY envelope would be ${bytes} bytes, the limit is ${NOTIFY_PAYLOAD_LIMIT - 1}; the message was not sent`,
+      );
+    }
+    deps.notify(socket, envelope, state.echoOff > 0).then(
+      () => answer(socket, state, publishedFrame(id)),
+      (err: unknown) => {
+        deps.log.warn({ channel, remote: socket.remoteAddress, err: err instanceof Error ? err.message : String(err) }, 'v2 publish failed');
+        refuse(socket, state, id, 'db_error', databaseFailure(err));
+      },
+    );
+  }
+
+  function refresh(socket: Socket, state: V2State, id: RequestId | undefined, token: string): void {
+    const turn = ++state.refreshes;
+    const apply = (verdict: AuthResult): void => {
+      if (state.closed || socket.session.failed) return;
+      if (turn !== state.refreshes) {
+        // A later refresh was sent meanwhile: it decides; this one only answers.
+        if (!verdict.ok) refuse(socket, state, id, 'invalid_token', `${verdict.reason}; a later refresh decides`);
+        else answer(socket, state, refreshedFrame(id, verdict.grant.exp ?? null));
+        return;
+      }
+      if (!verdict.ok) return refuse(socket, state, id, 'invalid_token', `${verdict.reason}; the old token stays until it expires`);
+      const { grant } = verdict;
+      socket.session.grant = grant;
+      deps.regranted(socket, grant);
+      for (const subscription of [...state.subs.values()]) {
+        if (grant.mode !== 'w' && allowsChannel(grant, subscription.channel)) continue;
+        end(socket, state, subscription);
+        answer(socket, state, unsubscribedFrame(undefined, subscription.sub, NOT_ALLOWED_BY_NEW_TOKEN));
+      }
+      answer(socket, state, refreshedFrame(id, grant.exp ?? null));
+    };
+    const verdict = deps.authorize(token);
+    if (verdict instanceof Promise) verdict.then(apply, () => apply({ ok: false, status: 401, reason: 'Invalid token' }));
+    else apply(verdict);
+  }
+
+  function handle(socket: Socket, state: V2State, request: V2Request, at: number): void {
+    switch (request.type) {
+      case 'subscribe':
+        return subscribe(socket, state, request);
+      case 'unsubscribe':
+        return unsubscribe(socket, state, request.id, request.sub);
+      case 'publish':
+        return publishRequest(socket, state, request, at);
+      case 'refresh':
+        return refresh(socket, state, request.id, request.token);
+      case 'call':
+        // Calls are PROTOCOL.md §12, not built yet.
+        return refuse(socket, state, request.id, 'not_found', 'calls are not enabled on this server');
+      case 'ping':
+        return answer(socket, state, pongFrame(request.id));
+    }
+  }
+
+  return {
+    newState: () => ({ subs: new Map(), notJsonInARow: 0, echoOff: 0, refreshes: 0, closed: false }),
+
+    onFrame(socket, text, at) {
+      const state = socket.session.v2;
+      if (state === undefined) return;
+      const parsed = parseRequest(text);
+      if (state.closed) {
+        // Held frames taken after the close: only publishes still matter (sent before the client left).
+        if (parsed.ok && parsed.request.type === 'publish') publishRequest(socket, state, parsed.request, at);
+        return;
+      }
+      if (parsed.ok) {
+        state.notJsonInARow = 0;
+        handle(socket, state, parsed.request, at);
+        return;
+      }
+      if (parsed.notJson) {
+        state.notJsonInARow += 1;
+        if (state.notJsonInARow > MAX_NOT_JSON_IN_A_ROW) {
+          deps.fail(socket, Close.PolicyViolation, `More than ${MAX_NOT_JSON_IN_A_ROW} frames in a row that are not JSON`);
+          return;
+        }
+      } else state.notJsonInARow = 0;
+      refuse(socket, state, parsed.id, 'bad_request', parsed.message);
+    },
+
+    onClose(socket) {
+      const state = socket.session.v2;
+      if (state === undefined) return;
+      state.closed = true;
+      for (const subscription of state.subs.values()) table.release(subscription);
+      state.subs.clear();
+      state.echoOff = 0;
+    },
+
+    deliver(channel, text, origin) {
+      for (const { subscription, frame } of table.deliveries(channel, text)) {
+        publish(subscription.topic, frame, subscription.echo ? undefined : origin);
+      }
+    },
+  };
+}
+
+/** A db_error's message: what happened to the message, as far as pgws knows. */
+function databaseFailure(err: unknown): string {
+  if (err instanceof NotifyTimeoutError) {
+    return 'database timeout: the NOTIFY was abandoned unanswered, so the message may still be delivered';
+  }
+  return 'database error: the message was not delivered';
+}
