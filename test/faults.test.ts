@@ -10,6 +10,7 @@ import { watchChannel } from './harness/db-watch.js';
 import { LISTEN_CHANNEL, SECRET, startPgws } from './harness/pgws.js';
 import { clusterPids, stall } from './harness/stall.js';
 import { token } from './harness/tokens.js';
+import { connectV2 } from './harness/v2.js';
 import { until, within } from './harness/within.js';
 import { freePort } from '../src/embedded.js';
 
@@ -142,5 +143,41 @@ describe('a stalled database and a fast writer', () => {
     expect(writer.ws.readyState).toBe(writer.ws.OPEN);
     await until(() => srv.server.metrics.snapshot().framesNotified === 30, 5000, 'all 30 counted as committed');
     expect(srv.server.metrics.snapshot().framesRefusedQueueFull).toBe(0);
+  });
+});
+
+describe('a v2 publish while the database is unreachable (PROTOCOL.md §9)', () => {
+  it('is answered db_error within 10 s when PostgreSQL is down, the socket stays open, and publishes go through once it is back', async () => {
+    const cluster = await ownCluster();
+    const srv = await startPgws(cluster.uri, { checkListenerInterval: 200 });
+    const client = await connectV2(`${srv.url}/`, await token({ mode: 'rw' }));
+    expect(await client.request({ type: 'subscribe', channel: 'chat' })).toMatchObject({ type: 'subscribed' });
+    const lost = srv.waitFor('listener-lost');
+    await cluster.pause();
+    await within(lost, 5000, 'listener-lost');
+    const asked = Date.now();
+    const answer = await client.request({ type: 'publish', id: 'down', channel: 'chat', payload: 'during the outage' }, 10_000);
+    expect(answer).toMatchObject({ type: 'error', id: 'down', code: 'db_error', message: 'database error: the message was not delivered' });
+    expect(Date.now() - asked).toBeLessThan(10_000);
+    expect(client.ws.readyState).toBe(client.ws.OPEN);
+
+    const ready = srv.waitFor('listener-ready');
+    await cluster.start();
+    await within(ready, 15_000, 'listener-ready');
+    expect(await client.request({ type: 'publish', id: 'up', channel: 'chat', payload: 'after' }, 10_000)).toEqual({ type: 'published', id: 'up' });
+    // The first message is the one after the outage: the failed one never went out.
+    expect(await client.next()).toMatchObject({ type: 'message', data: { payload: 'after' } });
+  });
+
+  it('is answered db_error when the database stalls past the NOTIFY timeout, saying it may still be delivered; the socket stays open', async () => {
+    const cluster = await ownCluster();
+    const srv = await startPgws(cluster.uri, {}, { notifyTimeoutMs: 1000 });
+    const client = await connectV2(`${srv.url}/`, await token({ mode: 'rw' }));
+    const stalled = stall(clusterPids(cluster.serverPid() ?? 0));
+    const answer = await client.request({ type: 'publish', id: 1, channel: 'chat', payload: 'stalled' }, 10_000);
+    expect(answer).toMatchObject({ type: 'error', id: 1, code: 'db_error', message: expect.stringContaining('may still be delivered') });
+    stalled.resume();
+    expect(await client.request({ type: 'ping', id: 2 }, 10_000)).toEqual({ type: 'pong', id: 2 });
+    expect(client.ws.readyState).toBe(client.ws.OPEN);
   });
 });
