@@ -56,6 +56,8 @@ export interface LiveReadings {
   socketsOpen(): number;
   listenerUp(): boolean;
   socketsPaused(): number;
+  /** pgws.v2 subscriptions: distinct ones (what a notification's fan-out costs) and held by sockets. */
+  subscriptions(): { readonly distinct: number; readonly held: number };
 }
 
 export interface Metrics {
@@ -208,6 +210,8 @@ export function createMetrics(): Metrics {
       gauge('sockets_open', 'WebSockets open now', () => readings.socketsOpen());
       gauge('listener_up', '1 while the LISTEN connection is up, else 0', () => (readings.listenerUp() ? 1 : 0));
       gauge('sockets_paused', 'Sockets pgws is not reading from now, until their queue drains (flow control)', () => readings.socketsPaused());
+      gauge('v2_subscriptions', 'Distinct pgws.v2 subscriptions (channel, filter, echo): a notification costs one filter check and one publish per each', () => readings.subscriptions().distinct);
+      gauge('v2_subscriptions_held', 'pgws.v2 subscriptions held by sockets, one per socket per subscription', () => readings.subscriptions().held);
     },
     collectProcessMetrics() {
       if (processMetrics) return;

@@ -108,6 +108,8 @@ export interface Relay {
   idle(): Promise<void>;
   /** Sockets whose reading is paused now. */
   pausedSockets(): number;
+  /** v2 subscriptions now: distinct (channel, filter, echo) triples, and held by sockets (one per socket). */
+  subscriptions(): { readonly distinct: number; readonly held: number };
 }
 
 export const DEFAULT_MAX_QUEUED_FRAMES = 256;
@@ -168,9 +170,10 @@ export function createRelay(opts: RelayOptions): Relay {
       else dropHeld(socket.session);
     },
   });
+  const table = createSubscriptionTable();
   const v2 = createV2Protocol<Session>(
     {
-      table: createSubscriptionTable(),
+      table,
       maxSubscriptions: opts.maxSubscriptions ?? DEFAULT_MAX_SUBSCRIPTIONS,
       authorize: opts.authorizeV2 ?? (() => ({ ok: false, status: 401, reason: 'Refresh is not available' })),
       notify(socket, envelope, own) {
@@ -374,6 +377,7 @@ export function createRelay(opts: RelayOptions): Relay {
 
     idle: () => batcher.idle(),
     pausedSockets: () => paused,
+    subscriptions: () => ({ distinct: table.size(), held: v2.held() }),
   };
 }
 

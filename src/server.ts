@@ -180,6 +180,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       socketsOpen: () => activeTransport.socketCount(),
       listenerUp: () => listener.isReady(),
       socketsPaused: () => activeRelay.pausedSockets(),
+      subscriptions: () => activeRelay.subscriptions(),
     });
 
     const port = await activeTransport.listen();

@@ -11,7 +11,7 @@ import { watchChannel } from './harness/db-watch.js';
 import { LISTEN_CHANNEL, startPgws, type TestServer } from './harness/pgws.js';
 import { token } from './harness/tokens.js';
 import { connectV2, openV2, type V2Client } from './harness/v2.js';
-import { until, within } from './harness/within.js';
+import { eventually, until, within } from './harness/within.js';
 
 let db: TestDatabase;
 let srv: TestServer;
@@ -394,6 +394,26 @@ describe('v1 and v2 on one server', () => {
     const own = await notify(lookalike, 'for the lookalike');
     expect(await v1.next()).toBe(own);
     await client.expectNothing();
+  });
+
+  it('counts subscriptions for /metrics: distinct ones and held ones, back down when sockets close', async () => {
+    const gauge = async (name: string): Promise<number> => {
+      const text = await srv.server.metrics.registry.getSingleMetricAsString(name);
+      return Number(/ (\d+)$/m.exec(text)?.[1]);
+    };
+    const before = { distinct: await gauge('pgws_v2_subscriptions'), held: await gauge('pgws_v2_subscriptions_held') };
+    const channel = fresh();
+    const a = await v2({ mode: 'r' });
+    const b = await v2({ mode: 'r' });
+    await subscribe(a, channel);
+    await subscribe(b, channel);
+    await subscribe(b, channel, { filter: { 'payload.x': 1 } });
+    expect(await gauge('pgws_v2_subscriptions')).toBe(before.distinct + 2);
+    expect(await gauge('pgws_v2_subscriptions_held')).toBe(before.held + 3);
+    await a.close();
+    await b.close();
+    await eventually(async () => ((await gauge('pgws_v2_subscriptions_held')) === before.held ? true : undefined), 5000, 'held back down');
+    expect(await gauge('pgws_v2_subscriptions')).toBe(before.distinct);
   });
 
   it('releases a closed socket\'s subscriptions: the next subscriber of the triple gets a new sub', async () => {

@@ -82,6 +82,8 @@ export interface V2Protocol<S extends V2Session> {
    * socket whose publish caused it, left out of echo-off subscriptions.
    */
   deliver(channel: string, text: string, origin: TransportSocket<S> | undefined): void;
+  /** Subscriptions held by sockets now, counted once per socket. */
+  held(): number;
 }
 
 /** Whether a v2 grant allows a channel: listed by the token, or any when it lists none. */
@@ -95,6 +97,7 @@ export function createV2Protocol<S extends V2Session>(
 ): V2Protocol<S> {
   type Socket = TransportSocket<S>;
   const { table } = deps;
+  let held = 0;
 
   function answer(socket: Socket, state: V2State, frame: string): void {
     if (!state.closed) socket.send(frame);
@@ -124,6 +127,7 @@ export function createV2Protocol<S extends V2Session>(
       return refuse(socket, state, id, 'too_many_subscriptions', `at most ${deps.maxSubscriptions} subscriptions per socket`);
     }
     state.subs.set(subscription.sub, subscription);
+    held += 1;
     if (!subscription.echo) state.echoOff += 1;
     socket.subscribe(subscription.topic);
     answer(socket, state, subscribedFrame(id, channel, subscription.sub, null, recovered));
@@ -131,6 +135,7 @@ export function createV2Protocol<S extends V2Session>(
 
   function end(socket: Socket, state: V2State, subscription: Subscription): void {
     state.subs.delete(subscription.sub);
+    held -= 1;
     if (!subscription.echo) state.echoOff -= 1;
     socket.unsubscribe(subscription.topic);
     table.release(subscription);
@@ -244,6 +249,7 @@ export function createV2Protocol<S extends V2Session>(
       if (state === undefined) return;
       state.closed = true;
       for (const subscription of state.subs.values()) table.release(subscription);
+      held -= state.subs.size;
       state.subs.clear();
       state.echoOff = 0;
     },
@@ -253,6 +259,8 @@ export function createV2Protocol<S extends V2Session>(
         publish(subscription.topic, frame, subscription.echo ? undefined : origin);
       }
     },
+
+    held: () => held,
   };
 }
 
