@@ -346,6 +346,17 @@ describe('refresh and expiry', () => {
     expect(await client.request({ type: 'subscribe', id: 'x', channel: 'drop' })).toMatchObject({ code: 'forbidden' });
   });
 
+  it('ends every subscription when the new token\'s mode is w, and allows publishing then', async () => {
+    const client = await v2({ mode: 'r' });
+    const a = await subscribe(client, fresh());
+    const b = await subscribe(client, fresh(), { filter: { 'payload.k': 1 } });
+    expect(await client.request({ type: 'refresh', token: await jwt({ mode: 'w' }) })).toMatchObject({ type: 'refreshed', exp: null });
+    const ended = [await client.next(), await client.next()];
+    expect(ended.map((f) => f.sub).sort()).toEqual([a, b].sort());
+    for (const frame of ended) expect(frame).toMatchObject({ type: 'unsubscribed', reason: 'not allowed by the new token' });
+    expect(await client.request({ type: 'publish', channel: fresh(), payload: 1 })).toMatchObject({ type: 'published' });
+  });
+
   it('refuses a bad token with invalid_token and keeps the old one and its subscriptions', async () => {
     const channel = fresh();
     const client = await v2({ mode: 'r' });
