@@ -48,22 +48,32 @@ interface Entry {
   holders: number;
 }
 
+/** The subscriptions of one channel with one filter (echo on, echo off): evaluated together. */
+interface FilterGroup {
+  readonly filter: CompiledFilter;
+  /** At most two: one per echo value. */
+  readonly entries: Entry[];
+}
+
+const NONE: readonly Delivery[] = [];
+
 export function createSubscriptionTable(): SubscriptionTable {
-  /** channel -> triple key -> entry. */
-  const byChannel = new Map<string, Map<string, Entry>>();
+  /** channel -> filter key -> the subscriptions sharing that filter. */
+  const byChannel = new Map<string, Map<string, FilterGroup>>();
   const byId = new Map<string, Entry>();
   let next = 0;
 
   return {
     acquire(channel, filter, echo) {
-      let triples = byChannel.get(channel);
-      if (triples === undefined) byChannel.set(channel, (triples = new Map()));
-      const tripleKey = `${echo ? '1' : '0'}${filter.key}`;
-      let entry = triples.get(tripleKey);
+      let groups = byChannel.get(channel);
+      if (groups === undefined) byChannel.set(channel, (groups = new Map()));
+      let group = groups.get(filter.key);
+      if (group === undefined) groups.set(filter.key, (group = { filter, entries: [] }));
+      let entry = group.entries.find((e) => e.subscription.echo === echo);
       if (entry === undefined) {
         const sub = `s${(next++).toString(36)}`;
-        entry = { subscription: { sub, channel, filter, echo, topic: `${V2_TOPIC_PREFIX}${sub}` }, holders: 0 };
-        triples.set(tripleKey, entry);
+        entry = { subscription: { sub, channel, filter: group.filter, echo, topic: `${V2_TOPIC_PREFIX}${sub}` }, holders: 0 };
+        group.entries.push(entry);
         byId.set(sub, entry);
       }
       entry.holders += 1;
@@ -76,27 +86,25 @@ export function createSubscriptionTable(): SubscriptionTable {
       entry.holders -= 1;
       if (entry.holders > 0) return;
       byId.delete(subscription.sub);
-      const triples = byChannel.get(subscription.channel);
-      triples?.delete(`${subscription.echo ? '1' : '0'}${subscription.filter.key}`);
-      if (triples?.size === 0) byChannel.delete(subscription.channel);
+      const groups = byChannel.get(subscription.channel);
+      const group = groups?.get(subscription.filter.key);
+      if (groups === undefined || group === undefined) return;
+      group.entries.splice(group.entries.indexOf(entry), 1);
+      if (group.entries.length === 0) groups.delete(subscription.filter.key);
+      if (groups.size === 0) byChannel.delete(subscription.channel);
     },
 
     deliveries(channel, notificationText) {
-      const triples = byChannel.get(channel);
-      if (triples === undefined) return [];
+      const groups = byChannel.get(channel);
+      if (groups === undefined) return NONE;
       const parsed = parseOnce(notificationText);
       const out: Delivery[] = [];
-      // Subscriptions differing only in echo share a filter: its verdict is kept for the
-      // next one. Filters are few per channel, so a small map per notification is cheap.
-      let verdicts: Map<string, boolean> | undefined;
-      for (const { subscription } of triples.values()) {
-        const { filter } = subscription;
-        let verdict = filter.key === '' ? true : verdicts?.get(filter.key);
-        if (verdict === undefined) {
-          verdict = filter.matches(parsed.object);
-          (verdicts ??= new Map()).set(filter.key, verdict);
+      // One evaluation per distinct filter; its subscriptions (echo on and off) share the verdict.
+      for (const { filter, entries } of groups.values()) {
+        if (!filter.matches(parsed.object)) continue;
+        for (const { subscription } of entries) {
+          out.push({ subscription, frame: messageFrame(subscription.sub, channel, notificationText, parsed.isJson) });
         }
-        if (verdict) out.push({ subscription, frame: messageFrame(subscription.sub, channel, notificationText, parsed.isJson) });
       }
       return out;
     },
