@@ -1,10 +1,13 @@
-// npm run bench [-- --quick] [--scenario fanout,inbound] [--system pgws-uws,baseline] [--variant <text>] [--reps 3] [--profile]
+// npm run bench [-- --quick] [--scenario fanout,inbound] [--system pgws-uws,baseline] [--variant <text>] [--reps 3] [--profile] [--smoke]
 //
 // Starts its own PostgreSQL (embedded, as the tests do), then runs every
 // scenario against every system in the same run, repetitions interleaved
 // (system A, B, C, A, B, C, ...) so drift on a shared machine hits all alike.
 // Prints markdown tables and a machine line, writes bench/results/<date>.json.
 // It reports; it never fails because a number is bad.
+// --smoke (implies --quick, 1 repetition unless --reps says otherwise): the sizes of the
+// scenarios that have a smoke size (the v2 ones: ~200 sockets) shrink further, to check that
+// the bench code works on a busy machine; its figures mean nothing.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
@@ -16,11 +19,14 @@ import { flood } from './scenarios/flood.mjs';
 import { inbound } from './scenarios/inbound.mjs';
 import { latency } from './scenarios/latency.mjs';
 import { storm } from './scenarios/storm.mjs';
+import { v2Fanout } from './scenarios/v2-fanout.mjs';
+import { v2Filters } from './scenarios/v2-filters.mjs';
+import { v2Memory } from './scenarios/v2-memory.mjs';
 import { hasTaskset, pinSelf, startServer } from './lib/procs.mjs';
 import { createTokens } from './lib/tokens.mjs';
 import { systemsFor } from './systems.mjs';
 
-const SCENARIOS = [fanout, channels, inbound, flood, connections, storm, latency];
+const SCENARIOS = [fanout, channels, inbound, flood, connections, storm, latency, v2Fanout, v2Filters, v2Memory];
 const LABELS = {
   framesPerSec: 'frames/s',
   notifPerSec: 'notif/s',
@@ -47,6 +53,10 @@ const LABELS = {
   serverCpuSeconds: 'server CPU-s',
   attemptsPerClient: 'attempts per client',
   refused: 'refused',
+  serverUsPerNotif: 'server CPU-µs/notif',
+  framesPerNotif: 'frames/notif',
+  heapPerSocketKiB: 'JS heap/socket KiB',
+  subscriptionsPerSec: 'subscribes/s',
 };
 const RUN_DEADLINE_MS = 45 * 60_000;
 
@@ -59,12 +69,14 @@ const { values: args } = parseArgs({
     // Only the variants whose label contains this text (e.g. --variant "5k sockets, HS256").
     variant: { type: 'string' },
     profile: { type: 'boolean', default: false },
+    smoke: { type: 'boolean', default: false },
     'no-pin': { type: 'boolean', default: false },
   },
 });
 
-const quick = args.quick;
-const reps = Math.max(1, Number(args.reps ?? 3));
+const smoke = args.smoke;
+const quick = args.quick || smoke;
+const reps = Math.max(1, Number(args.reps ?? (smoke ? 1 : 3)));
 const wanted = args.scenario ? args.scenario.split(',') : SCENARIOS.map((s) => s.id);
 const unknown = wanted.filter((id) => !SCENARIOS.some((s) => s.id === id));
 if (unknown.length) {
@@ -111,14 +123,19 @@ const ctx = {
   tokens,
   clientClaims,
   quick,
+  smoke,
   warmupMs: quick ? 300 : 1000,
   durationMs: quick ? 1000 : 3000,
-  /** Starts a system verifying `alg` tokens (default HS256), on `port` (default: any free one). */
-  startServer: (system, { alg = 'HS256', port = 0 } = {}) =>
+  /**
+   * Starts a system verifying `alg` tokens (default HS256), on `port` (default: any free one);
+   * `nodeArgs`: more node options for its process (--expose-gc).
+   */
+  startServer: (system, { alg = 'HS256', port = 0, nodeArgs = [] } = {}) =>
     startServer(system, {
       dbUri: db.uri,
       secret: factory.secretFor(alg),
       port,
+      extraNodeArgs: nodeArgs,
       cpus: pinning ? cpus.server : undefined,
       profileDir: profileDir && system.id.startsWith('pgws') ? profileDir : undefined,
     }),
@@ -127,6 +144,8 @@ const ctx = {
 const machine = `node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}; load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`;
 const startedAt = new Date();
 const results = [];
+/** What a scenario's `extra` measured, once per run (in-process figures): { scenario, lines, data }. */
+const extras = [];
 let stopping = false;
 process.on('SIGINT', () => {
   stopping = true;
@@ -136,7 +155,7 @@ try {
   for (const scenario of SCENARIOS.filter((s) => wanted.includes(s.id))) {
     const scenarioSystems = systemsFor(scenario.roles).filter((s) => !systemFilter || systemFilter.includes(s.id));
     const planned = [];
-    for (const variant of scenario.variants(quick).filter((v) => !args.variant || v.label.includes(args.variant))) {
+    for (const variant of scenario.variants(quick, { smoke }).filter((v) => !args.variant || v.label.includes(args.variant))) {
       // A variant may name the systems it is for (the ceiling without auth has no RS256 row).
       const systems = scenarioSystems.filter((s) => !variant.systems || variant.systems.includes(s.id));
       if (systems.length === 0) continue;
@@ -167,22 +186,33 @@ try {
     } else {
       for (const plan of planned) for (let rep = 0; rep < scenarioReps && !stopping; rep++) await runOnce(plan, rep);
     }
+    // A scenario may measure something once, outside any system (in this process).
+    if (scenario.extra && !stopping && !args.variant) {
+      try {
+        const extra = await scenario.extra(ctx);
+        extras.push({ scenario: scenario.id, ...extra });
+        for (const line of extra.lines) console.error(`bench: ${scenario.id}: ${line}`);
+      } catch (err) {
+        extras.push({ scenario: scenario.id, lines: [`failed: ${err?.message ?? err}`] });
+        console.error(`bench: ${scenario.id} extra failed: ${err?.stack ?? err}`);
+      }
+    }
   }
 } finally {
   await db.stop();
 }
 
 const elapsed = (Date.now() - startedAt.getTime()) / 1000;
-const markdown = render(results);
+const markdown = render(results, extras);
 console.log(markdown);
 const fewer = quick && args.reps === undefined ? SCENARIOS.filter((s) => s.quickReps && wanted.includes(s.id)).map((s) => `${s.id} ${s.quickReps}`) : [];
 console.log(
-  `\n${machine}\npinning: ${pinText}\nrun: ${quick ? 'quick' : 'full'}, ${reps} repetitions per figure (median [min-max])${fewer.length ? ` (${fewer.join(', ')})` : ''}, ${elapsed.toFixed(0)} s`,
+  `\n${machine}\npinning: ${pinText}\nrun: ${smoke ? 'smoke (figures mean nothing)' : quick ? 'quick' : 'full'}, ${reps} repetitions per figure (median [min-max])${fewer.length ? ` (${fewer.join(', ')})` : ''}, ${elapsed.toFixed(0)} s`,
 );
 const outDir = new URL('results/', import.meta.url);
 mkdirSync(outDir, { recursive: true });
 const file = new URL(`${startedAt.toISOString().replace(/[:.]/g, '-')}.json`, outDir);
-writeFileSync(file, `${JSON.stringify({ startedAt, machine, pinning: pinText, quick, reps, elapsedSeconds: elapsed, results }, null, 2)}\n`);
+writeFileSync(file, `${JSON.stringify({ startedAt, machine, pinning: pinText, quick, smoke, reps, elapsedSeconds: elapsed, results, extras }, null, 2)}\n`);
 console.log(`results: ${file.pathname}`);
 process.exit(0);
 
@@ -203,7 +233,7 @@ function fmt(v, key) {
   if (v === undefined || !Number.isFinite(v)) return 'n/a';
   if (key.startsWith('p') && key.length <= 4) return v < 10 ? v.toFixed(2) : v.toFixed(1);
   if (key.endsWith('Cpu') || key.endsWith('Pct')) return v.toFixed(0);
-  if (key === 'rssPerSocketKiB' || key === 'serverRssMiB' || key.endsWith('Seconds') || key === 'attemptsPerClient') return v.toFixed(1);
+  if (key.endsWith('KiB') || key === 'serverRssMiB' || key.endsWith('Seconds') || key === 'attemptsPerClient' || key === 'serverUsPerNotif') return v.toFixed(1);
   if (v >= 999_500) return `${(v / 1e6).toFixed(2)}M`;
   if (v >= 1e4) return `${(v / 1e3).toFixed(0)}k`;
   if (v >= 1e3) return `${(v / 1e3).toFixed(1)}k`;
@@ -220,11 +250,12 @@ function brief(scenario, metrics) {
   return scenario.columns.map((k) => `${LABELS[k] ?? k} ${fmt(metrics[k], k)}`).join(', ');
 }
 
-function render(all) {
+function render(all, extras) {
   const out = [];
   for (const scenario of SCENARIOS) {
     const entries = all.filter((e) => e.scenario === scenario.id);
-    if (entries.length === 0) continue;
+    const extra = extras.filter((x) => x.scenario === scenario.id);
+    if (entries.length === 0 && extra.length === 0) continue;
     const { key, better } = scenario.primary;
     // A scenario may drop a ratio that would mislead (the flood: the baseline's near-zero).
     const ratioCols = better === 'higher' ? (scenario.ratios ?? ['vs baseline', 'of ceiling']) : [];
@@ -247,6 +278,10 @@ function render(all) {
         out.push(`| ${entry.variant} | ${sys.name}${note} | ${cells.join(' | ')} |`);
       }
     }
+    // Lines a scenario derives from its rows (a ratio between variants), then what its
+    // `extra` measured.
+    const notes = [...(scenario.notes?.(entries, { summary }) ?? []), ...extra.flatMap((x) => x.lines)];
+    if (notes.length) out.push('', ...notes.map((line) => `- ${line}`));
   }
   return out.join('\n');
 }

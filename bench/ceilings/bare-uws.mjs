@@ -4,6 +4,12 @@
 // read by a Node socket exactly as pgws reads notifications from PostgreSQL,
 // and each line is published as is through the same C++ topics, with the same
 // socket options: pgws minus the database, the routing and the auth.
+// A line may name several topics, "<topic>,<topic>,...\t<payload>": the payload is
+// published to each (the v2 scenarios: a notification that matches many filters is one
+// frame per subscription topic, and the producer's core could not build them all).
+// With protocol v2 the payload is pgws's `message` frame and the topics stand for its
+// subscriptions (/f7/x: the sockets of filter 7): what pgws publishes, minus parsing,
+// filtering and building frames.
 // (Publishing from inside a uWS message handler instead would write each
 // message separately instead of letting uWS batch them per socket, a much
 // lower and misleading "ceiling".) It is also the handshake ceiling.
@@ -53,7 +59,11 @@ export async function start(listenPort = 0) {
       let start = 0;
       for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
         const tab = text.indexOf('\t', start);
-        app.publish(text.slice(start, tab), text.slice(tab + 1, nl), false, false);
+        const topic = text.slice(start, tab);
+        if (topic.includes(',')) {
+          const payload = text.slice(tab + 1, nl);
+          for (const each of topic.split(',')) app.publish(each, payload, false, false);
+        } else app.publish(topic, text.slice(tab + 1, nl), false, false);
         start = nl + 1;
       }
       rest = text.slice(start);

@@ -100,10 +100,14 @@ export function nextMessage(child, type, timeoutMs = 60_000) {
 
 /**
  * Starts a system in its own process. `cpus` pins it (taskset -c), `profileDir`
- * adds --cpu-prof. Resolves with { pid, port, send, stop }.
+ * adds --cpu-prof, `extraNodeArgs` more node options (--expose-gc for the memory
+ * readings of bench/server.mjs). Resolves with { pid, port, send, stop }.
  */
-export async function startServer(system, { dbUri, secret, cpus, profileDir, port = 0 }) {
-  const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${system.id}-${Date.now()}.cpuprofile`] : [];
+export async function startServer(system, { dbUri, secret, cpus, profileDir, port = 0, extraNodeArgs = [] }) {
+  const nodeArgs = [
+    ...extraNodeArgs,
+    ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${system.id}-${Date.now()}.cpuprofile`] : []),
+  ];
   const script = new URL('server.mjs', HERE).pathname;
   const argv = [...nodeArgs, script, system.id];
   const env = { ...process.env, BENCH_DB_URI: dbUri, BENCH_SECRET: secret, BENCH_PORT: String(port) };

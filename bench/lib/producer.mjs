@@ -15,16 +15,28 @@ export function notificationText(channel, seq) {
   return `{"channel":"${channel}","t":${now().toFixed(3)},"seq":${seq},"payload":"${PAD}"}`;
 }
 
-/** { send(channels[]) -> Promise, close() }: one notification per channel entry. */
-export async function createProducer(system, { dbUri, feedPort }) {
+/**
+ * What a notification is, by default: an entry is a channel name, the notification is
+ * notificationText(), and the ceiling publishes it as is to the topic of that name.
+ * A scenario may give its own: `text(entry, seq)` the notification text (its `"channel"`
+ * routes it in a relay) and `lines(entry, text)` the ceiling's feed lines for it, each
+ * "<topic>\t<frame text>\n": the frames a relay would publish, so the ceiling publishes the same.
+ */
+export const DEFAULT_FORMAT = {
+  text: (channel, seq) => notificationText(channel, seq),
+  lines: (channel, text) => `${channel}\t${text}\n`,
+};
+
+/** { send(entries[]) -> Promise, close() }: one notification per entry (a channel name by default; see `format`). */
+export async function createProducer(system, { dbUri, feedPort, format = DEFAULT_FORMAT }) {
   if (system.role === 'fanout-ceiling') {
     const socket = net.connect({ port: feedPort, host: '127.0.0.1', noDelay: true });
     await once(socket, 'connect');
     let seq = 0;
     return {
-      async send(channels) {
+      async send(entries) {
         let text = '';
-        for (const channel of channels) text += `${channel}\t${notificationText(channel, ++seq)}\n`;
+        for (const entry of entries) text += format.lines(entry, format.text(entry, ++seq));
         socket.write(text);
       },
       async close() {
@@ -36,14 +48,14 @@ export async function createProducer(system, { dbUri, feedPort }) {
   const statements = new Map();
   let seq = 0;
   return {
-    async send(channels) {
-      const n = channels.length;
+    async send(entries) {
+      const n = entries.length;
       let text = statements.get(n);
       if (!text) {
         text = `SELECT ${Array.from({ length: n }, (_, i) => `pg_notify($1, $${i + 2})`).join(', ')}`;
         statements.set(n, text);
       }
-      await sql.unsafe(text, [LISTEN_CHANNEL, ...channels.map((c) => notificationText(c, ++seq))], { prepare: true });
+      await sql.unsafe(text, [LISTEN_CHANNEL, ...entries.map((e) => format.text(e, ++seq))], { prepare: true });
     },
     close: () => sql.end({ timeout: 2 }),
   };

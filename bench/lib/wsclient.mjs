@@ -60,11 +60,22 @@ export class Histogram {
  * `stats` is shared by all sockets of a process: { frames, closed, codes, hist }
  * (`codes`: close code -> sockets, 1006 when the connection ended without a close
  * frame) and `sample` says whether this socket reads timestamps.
+ *
+ * A target is a path, or { path, headers, protocol, send }:
+ * - headers: more request headers (a bearer subprotocol, Authorization);
+ * - protocol: the subprotocol the server must have chosen (e.g. `pgws.v2`), else the open fails;
+ * - send: text frames written as soon as the socket is open (protocol v2 `subscribe`
+ *   requests); the socket then resolves only once each got its answer, a text frame starting
+ *   `{"type":"subscribed"`, and fails on the first `{"type":"error"`. Those answers are not
+ *   counted in `stats.frames`: only what comes after (or between) them is.
  */
 export function connect(port, target, stats, sample = false) {
-  // A target is a path, or { path, headers } to send more headers (a bearer subprotocol, Authorization).
   const path = typeof target === 'string' ? target : target.path;
   const offer = typeof target === 'string' ? '' : Object.entries(target.headers ?? {}).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+  const protocol = typeof target === 'string' ? undefined : target.protocol;
+  const send = typeof target === 'string' ? undefined : target.send;
+  // Answers still awaited (v2 subscribes); while 0 the frame loop below does no extra work.
+  let awaiting = 0;
   return new Promise((resolve, reject) => {
     // onread: libuv reads straight into one buffer shared by every socket of the
     // process, with no stream machinery and no allocation per read. Safe because each
@@ -81,7 +92,10 @@ export function connect(port, target, stats, sample = false) {
       if (open) {
         stats.closed++;
         if (stats.codes) stats.codes[closeCode] = (stats.codes[closeCode] ?? 0) + 1;
-      } else reject(Object.assign(new Error('closed during handshake'), { status: 0 }));
+      }
+      // A no-op once resolved.
+      if (!open) reject(Object.assign(new Error('closed during handshake'), { status: 0 }));
+      else if (awaiting > 0) reject(Object.assign(new Error(`closed (${closeCode}) with ${awaiting} answers still awaited`), { status: 0 }));
     });
     socket.on('connect', () => {
       socket.write(
@@ -101,10 +115,21 @@ export function connect(port, target, stats, sample = false) {
           socket.destroy();
           return;
         }
+        if (protocol !== undefined) {
+          const chosen = /\r\nsec-websocket-protocol:[ \t]*([^\r]*)/i.exec(head.subarray(0, end + 2).toString())?.[1]?.trim();
+          if (chosen !== protocol) {
+            reject(Object.assign(new Error(`server chose subprotocol ${chosen ?? '(none)'}, not ${protocol}`), { status: 101 }));
+            socket.destroy();
+            return;
+          }
+        }
         open = true;
         chunk = head.subarray(end + 4);
         head = null;
-        resolve(socket);
+        if (send?.length) {
+          awaiting = send.length;
+          socket.write(Buffer.concat(send.map(textFrame)));
+        } else resolve(socket);
         if (chunk.length === 0) return;
       }
       let buf = rest ? Buffer.concat([rest, chunk]) : chunk;
@@ -128,7 +153,15 @@ export function connect(port, target, stats, sample = false) {
         const end = start + size;
         if (end > len) break;
         const op = b0 & 0x0f;
-        if (op === 1 || op === 2) {
+        if (awaiting > 0 && op === 1 && isAnswer(buf, start, end)) {
+          if (buf[start + 9] === 0x65 /* e: {"type":"error" */) {
+            awaiting = 0;
+            reject(Object.assign(new Error(`request refused: ${buf.toString('utf8', start, Math.min(end, start + 300))}`), { status: 0 }));
+            socket.destroy();
+            return;
+          }
+          if (--awaiting === 0) resolve(socket);
+        } else if (op === 1 || op === 2) {
           stats.frames++;
           if (sample) {
             const at = buf.indexOf(T_MARK, start);
@@ -145,6 +178,15 @@ export function connect(port, target, stats, sample = false) {
       rest = off < len ? Buffer.from(buf.subarray(off)) : null;
     };
   });
+}
+
+const SUBSCRIBED = Buffer.from('{"type":"subscribed"');
+const ERROR = Buffer.from('{"type":"error"');
+
+/** Whether a text frame is a v2 answer the opener waits for (subscribed, or an error). */
+function isAnswer(buf, start, end) {
+  const is = (mark) => end - start >= mark.length && buf.compare(mark, 0, mark.length, start, start + mark.length) === 0;
+  return is(SUBSCRIBED) || is(ERROR);
 }
 
 function readNumber(buf, i, end) {
