@@ -9,7 +9,7 @@
 # only; a secret's value may be @/path/to/file.
 #
 # Stages: `deps` downloads once what tsc needs (cached until package-lock.json changes);
-# `build` compiles src/ to dist/; `runtime-deps` prunes deps' node_modules to production and
+# `build` compiles src/ and client/ to dist/; `runtime-deps` prunes deps' node_modules to production and
 # to the one uWebSockets.js binary this Node loads; the final stage copies only what runs.
 
 ARG NODE_IMAGE=node:22-trixie-slim
@@ -25,6 +25,8 @@ RUN npm ci --ignore-scripts --omit=optional --no-audit --no-fund
 FROM deps AS build
 COPY tsconfig.json ./
 COPY src ./src
+# The client library (pgws/client): built to dist/client/ and copied beside the example page.
+COPY client ./client
 RUN npm run build
 
 FROM deps AS runtime-deps
@@ -53,6 +55,7 @@ COPY package.json ./
 COPY bin ./bin
 COPY client-example ./client-example
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/client-example/pgws-client.js ./client-example/
 # `pgws` on the PATH, for `docker exec <container> pgws --help` and its sub-commands.
 RUN ln -s /app/bin/pgws.js /usr/local/bin/pgws
 USER node

@@ -19,6 +19,7 @@ const UNIT = [
   'test/filter.unit.test.ts',
   'test/frames.unit.test.ts',
   'test/subscriptions.unit.test.ts',
+  'test/client.unit.test.ts',
 ];
 
 // Tests of how pgws is shipped and started, not of a transport: run once, on the transport
