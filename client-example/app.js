@@ -1,8 +1,16 @@
 // pgws example client: a static page, no dependencies, works offline.
 //
+// Two modes. v1 speaks the postgres-websockets protocol with the browser's own WebSocket:
+// one socket per channel, the token in the address. v2 uses pgws/client, the typed client
+// library, loaded from the server that serves this page (./pgws-client.js, a copy the build
+// makes of dist/client/index.js): one socket, many subscriptions with filters, publishes
+// acknowledged by the server, reconnect and resubscribe by itself. v1 never loads the
+// library, so it works without it.
+//
 // The token is a secret: it is never written to the page log nor to the console.
-// (The browser itself may print the socket address, token included, in the
-// developer console when a connection fails; no page can prevent that.)
+// (In v1 the browser itself may print the socket address, token included, in the
+// developer console when a connection fails; no page can prevent that. In v2 the token
+// travels as a subprotocol, not in the address.)
 
 const DEFAULT_CHANNEL = 'chat';
 const NOTIFY_LIMIT = 8000; // bytes; PostgreSQL rejects NOTIFY payloads of this size or more
@@ -28,6 +36,22 @@ const CLOSE_CODES = {
 const $ = (id) => document.getElementById(id);
 
 const ui = {
+  protocolV1: $('protocol-v1'),
+  protocolV2: $('protocol-v2'),
+  protocolHint: $('protocol-hint'),
+  v1Fields: $('v1-fields'),
+  v2Target: $('v2-target'),
+  subsCard: $('subs-card'),
+  subsCount: $('subs-count'),
+  subForm: $('sub-form'),
+  subChannel: $('sub-channel'),
+  subFilter: $('sub-filter'),
+  subEcho: $('sub-echo'),
+  subscribe: $('subscribe'),
+  subProblem: $('sub-problem'),
+  subsList: $('subs-list'),
+  sendChannelField: $('send-channel-field'),
+  sendChannel: $('send-channel'),
   status: $('status'),
   statusText: $('status-text'),
   connForm: $('conn-form'),
@@ -60,23 +84,29 @@ const panes = {
 let tokenInfo = { claims: null, error: null, channels: [] };
 /** True once the user has typed in the channel box: stop pre-filling it then. */
 let channelTouched = false;
-/** The live socket and what it was opened with; null when there is none. */
+/** v1: the live socket and what it was opened with; null when there is none. */
 let session = null;
+/** v2: the client of pgws/client and this page's subscriptions; null when there is none. */
+let v2 = null;
+/** The pgws/client module, loaded on the first v2 connection. */
+let lib = null;
+
+const protocol = () => (ui.protocolV2.checked ? 'v2' : 'v1');
 
 // ---------------------------------------------------------------------------
 // Token handling
 
-/** Token (and optional channel) from `#token=<jwt>[&channel=<name>]` or `#<jwt>`. */
+/** Token (and optional channel and protocol) from `#token=<jwt>[&channel=<name>][&protocol=v2]` or `#<jwt>`. */
 function readFragment() {
   const raw = location.hash.replace(/^#/, '');
-  if (!raw) return { token: '', channel: null };
+  if (!raw) return { token: '', channel: null, protocol: null };
   if (/(^|&)token=/.test(raw)) {
     const params = new URLSearchParams(raw);
-    return { token: (params.get('token') ?? '').trim(), channel: params.get('channel') };
+    return { token: (params.get('token') ?? '').trim(), channel: params.get('channel'), protocol: params.get('protocol') };
   }
   let token = raw;
   try { token = decodeURIComponent(raw); } catch { /* keep it as it is */ }
-  return { token: token.trim(), channel: null };
+  return { token: token.trim(), channel: null, protocol: null };
 }
 
 function base64UrlToText(part) {
@@ -133,7 +163,14 @@ function onTokenChanged() {
     }
   }
   renderClaims();
-  if (!channelTouched) ui.channel.value = tokenInfo.channels[0] ?? DEFAULT_CHANNEL;
+  if (!channelTouched) {
+    const first = tokenInfo.channels[0] ?? DEFAULT_CHANNEL;
+    ui.channel.value = first;
+    if (!v2) {
+      ui.subChannel.value = first;
+      ui.sendChannel.value = first;
+    }
+  }
   renderChannelOptions();
   renderTarget();
 }
@@ -156,9 +193,15 @@ function renderClaims() {
       chip.textContent = name;
       chip.setAttribute('aria-label', `Use channel ${name}`);
       chip.addEventListener('click', () => {
+        channelTouched = true;
+        if (protocol() === 'v2') {
+          ui.subChannel.value = name;
+          ui.sendChannel.value = name;
+          ui.subChannel.focus();
+          return;
+        }
         ui.channel.value = name;
         ui.allChannels.checked = false;
-        channelTouched = true;
         renderTarget();
         ui.channel.focus();
       });
@@ -203,7 +246,9 @@ function renderProblems() {
     if (typeof claims.nbf === 'number' && claims.nbf > now) {
       problems.push(`The token is not valid before ${formatDateTime(new Date(claims.nbf * 1000))}.`);
     }
-    if (ui.allChannels.checked && channels.length === 0) {
+    if (protocol() === 'v2') {
+      // v2 checks each subscribe and publish: the server answers forbidden, shown where it happens.
+    } else if (ui.allChannels.checked && channels.length === 0) {
       problems.push('"All channels" needs a token with a "channel" or "channels" claim.');
     } else if (!ui.allChannels.checked && channels.length > 0 && !channels.includes(ui.channel.value)) {
       problems.push(`The token does not allow the channel "${ui.channel.value}".`);
@@ -241,11 +286,25 @@ function renderTarget() {
   renderProblems();
 }
 
+/** Shows the fields of the chosen protocol. */
+function renderProtocol() {
+  const isV2 = protocol() === 'v2';
+  ui.v1Fields.hidden = isV2;
+  ui.v2Target.hidden = !isV2;
+  ui.subsCard.hidden = !isV2;
+  ui.sendChannelField.hidden = !isV2;
+  ui.protocolHint.textContent = isV2
+    ? 'v2 is pgws\'s own protocol, through the pgws/client library: one socket, many subscriptions, acknowledged publishes.'
+    : 'v1 is what postgres-websockets clients speak: the channel and the token are in the address.';
+  renderTarget();
+  updateControls();
+}
+
 // ---------------------------------------------------------------------------
 // Connection
 
 function isActive() {
-  return session !== null && session.ws.readyState <= WebSocket.OPEN;
+  return (session !== null && session.ws.readyState <= WebSocket.OPEN) || v2 !== null;
 }
 
 function setStatus(state, text) {
@@ -266,6 +325,14 @@ function connect() {
     ui.token.focus();
     return;
   }
+  if (!location.host) {
+    showDetail('Open this page from the pgws server (http:// or https://) to connect.', 'bad');
+    return;
+  }
+  if (protocol() === 'v2') {
+    void connectV2(token);
+    return;
+  }
   const all = ui.allChannels.checked;
   const channel = ui.channel.value;
   if (!all && channel === '') {
@@ -276,10 +343,6 @@ function connect() {
   if (!all && (channel === '.' || channel === '..')) {
     showDetail(`The channel "${channel}" cannot be written in a URL path.`, 'bad');
     ui.channel.focus();
-    return;
-  }
-  if (!location.host) {
-    showDetail('Open this page from the pgws server (http:// or https://) to connect.', 'bad');
     return;
   }
 
@@ -334,6 +397,10 @@ function connect() {
 }
 
 function disconnect() {
+  if (v2) {
+    disconnectV2();
+    return;
+  }
   if (!session) return;
   session.closing = true;
   setStatus('closing', 'Closing…');
@@ -379,33 +446,55 @@ function updateControls() {
   ui.connect.classList.toggle('danger', active);
   ui.token.disabled = active;
   ui.allChannels.disabled = active;
+  ui.protocolV1.disabled = active;
+  ui.protocolV2.disabled = active;
   renderTarget();
 
-  const open = session?.ws.readyState === WebSocket.OPEN && !session.closing;
-  const writable = open && session.mode.includes('w');
+  const v1Open = session?.ws.readyState === WebSocket.OPEN && !session.closing;
+  const v2Open = v2 !== null && !v2.closing && v2.client.state === 'open';
+  const open = v1Open || v2Open;
+  const mode = (v1Open ? session.mode : v2?.mode) ?? '';
+  const writable = open && mode.includes('w');
   ui.message.disabled = !writable;
+  ui.sendChannel.disabled = !writable;
   ui.send.disabled = !writable || ui.message.value === '';
+  ui.subscribe.disabled = v2 === null || v2.closing;
   if (!open) {
-    ui.sendHint.textContent = 'Connect with a token whose mode includes w to send.';
+    ui.sendHint.textContent = v2 && !v2.closing
+      ? 'Not connected right now: the client is reconnecting.'
+      : 'Connect with a token whose mode includes w to send.';
   } else if (!writable) {
-    ui.sendHint.textContent = `This token's mode is "${session.mode}" (read only): the server does not relay its frames.`;
+    ui.sendHint.textContent = v2Open
+      ? `This token's mode is "${mode}" (read only): the server refuses its publishes.`
+      : `This token's mode is "${mode}" (read only): the server does not relay its frames.`;
+  } else if (v2Open) {
+    ui.sendHint.textContent = 'Enter publishes to the channel above (JSON text as JSON, anything else as a string); '
+      + 'the server acknowledges each publish once the NOTIFY committed.';
   } else {
     ui.sendHint.textContent = 'Enter sends, Shift+Enter adds a line. Each frame is relayed as a NOTIFY per channel.';
   }
   updateByteCount();
 }
 
+/** A v2 publish's payload: the text as JSON when it is JSON, else the text as a string. */
+function publishPayload(text) {
+  try { return JSON.parse(text); } catch { return text; }
+}
+
 /** Rough size of the NOTIFY envelope the server would build for this text. */
 function envelopeBytes(text) {
-  if (!session) return 0;
+  const current = session ?? v2;
+  if (!current) return 0;
+  const channels = v2 ? [ui.sendChannel.value] : session.channels.length ? session.channels : [''];
+  const payload = v2 ? publishPayload(text) : text;
   const enc = new TextEncoder();
   let largest = 0;
-  for (const channel of session.channels.length ? session.channels : ['']) {
+  for (const channel of channels) {
     const envelope = JSON.stringify({
       event: 'WebsocketMessage',
       channel,
-      payload: text,
-      claims: { ...session.claims, message_delivered_at: Date.now() / 1000 },
+      payload,
+      claims: { ...current.claims, message_delivered_at: Date.now() / 1000 },
     });
     largest = Math.max(largest, enc.encode(envelope).length);
   }
@@ -422,13 +511,18 @@ function updateByteCount() {
   const bytes = new TextEncoder().encode(text).length;
   const envelope = envelopeBytes(text);
   const tooBig = envelope >= NOTIFY_LIMIT;
+  const outcome = v2 ? 'the server would refuse it (payload_too_large)' : 'the server would close with 1009';
   ui.byteCount.textContent = tooBig
-    ? `${bytes} bytes — too big: the envelope (≈${envelope} B) reaches the ${NOTIFY_LIMIT}-byte NOTIFY limit; the server would close with 1009`
+    ? `${bytes} bytes — too big: the envelope (≈${envelope} B) reaches the ${NOTIFY_LIMIT}-byte NOTIFY limit; ${outcome}`
     : `${bytes} bytes (envelope ≈${envelope} B)`;
   ui.byteCount.classList.toggle('bad', tooBig);
 }
 
 function sendMessage() {
+  if (v2) {
+    publishV2();
+    return;
+  }
   if (!session || ui.message.disabled) return;
   const text = ui.message.value;
   if (text === '') return;
@@ -437,6 +531,272 @@ function sendMessage() {
   ui.message.value = '';
   updateControls();
   ui.message.focus();
+}
+
+// ---------------------------------------------------------------------------
+// Protocol v2, through pgws/client
+
+/** Loads ./pgws-client.js from this page's server, once; null (and a note) when it is not there. */
+async function loadLibrary() {
+  if (lib) return lib;
+  try {
+    lib = await import('./pgws-client.js');
+  } catch {
+    showDetail('pgws-client.js could not be loaded from this server. It is made by the build: run `npm run build` in pgws.', 'bad');
+    return null;
+  }
+  return lib;
+}
+
+async function connectV2(token) {
+  ui.connect.disabled = true;
+  const loaded = await loadLibrary();
+  ui.connect.disabled = false;
+  if (!loaded || isActive()) return;
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  const shown = `${scheme}//${location.host}/`;
+  let client;
+  try {
+    client = loaded.connect(shown, { token });
+  } catch (err) {
+    showDetail(`The client could not start: ${hideToken(err.message, token)}`, 'bad');
+    return;
+  }
+  ui.subsList.replaceChildren();
+  v2 = {
+    client,
+    token,
+    mode: typeof tokenInfo.claims?.mode === 'string' ? tokenInfo.claims.mode : '',
+    claims: tokenInfo.claims ?? {},
+    subs: [],
+    nextSub: 1,
+    closing: false,
+    everOpen: false,
+    lastError: null,
+  };
+  const current = v2;
+  client.on('state', (state) => {
+    if (v2 === current) onV2State(current, state);
+  });
+  client.on('error', (error) => {
+    if (v2 !== current) return;
+    current.lastError = error;
+    systemEntry(`${error.code}: ${hideToken(error.message, token)}`, 'system bad');
+    if (error.code === 'connect_failed' && !current.everOpen) {
+      showDetail('The connection failed before it opened: the token may be refused (invalid, expired or not yet valid, '
+        + 'no mode) or the server unreachable. Browsers do not show why; the pgws log does. The client keeps trying.', 'bad');
+    }
+  });
+  client.on('unsubscribed', ({ channel, reason, subscription }) => {
+    const item = current.subs.find((s) => s.sub === subscription);
+    if (!item) return;
+    item.reason = reason;
+    renderSub(item);
+    systemEntry(`${item.label} on ${channel} ended by the server: ${reason}`, 'system bad');
+  });
+  client.on('resubscribed', ({ channel, recovered, subscription }) => {
+    const item = current.subs.find((s) => s.sub === subscription);
+    const what = recovered ? 'nothing was missed' : 'messages sent while away may be missing';
+    systemEntry(`Subscribed again${item ? ` ${item.label}` : ''} on ${channel}: ${what}`);
+  });
+  setStatus('connecting', 'Connecting · v2');
+  showDetail('');
+  systemEntry(`Connecting to ${shown} (pgws.v2)`);
+  updateControls();
+}
+
+function onV2State(current, state) {
+  switch (state) {
+    case 'open':
+      setStatus('open', 'Open · v2');
+      showDetail('');
+      systemEntry(current.everOpen ? 'Connected again' : `Connected to ${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ (pgws.v2)`);
+      current.everOpen = true;
+      break;
+    case 'reconnecting':
+      setStatus('reconnecting', 'Reconnecting · v2');
+      systemEntry('Connection lost: reconnecting…', 'system bad');
+      break;
+    case 'connecting':
+      setStatus('connecting', 'Connecting · v2');
+      break;
+    case 'closed': {
+      const error = current.lastError;
+      if (current.closing) {
+        setStatus('closed', 'Closed · v2');
+        systemEntry('Closed');
+      } else {
+        const why = error ? ` · ${error.code}` : '';
+        setStatus('error', `Closed · v2${why}`);
+        systemEntry(`Closed${why}`, 'system bad');
+        if (error?.code === 'expired') showDetail('The token expired: get a new token and connect again.', 'bad');
+      }
+      v2 = null;
+      for (const item of current.subs) renderSub(item);
+      break;
+    }
+  }
+  updateControls();
+}
+
+function disconnectV2() {
+  if (!v2 || v2.closing) return;
+  v2.closing = true;
+  setStatus('closing', 'Closing…');
+  updateControls();
+  void v2.client.close();
+}
+
+function showSubProblem(text) {
+  ui.subProblem.textContent = text;
+  ui.subProblem.hidden = !text;
+}
+
+function addSubscription() {
+  const current = v2;
+  if (!current || current.closing) return;
+  const channel = ui.subChannel.value.trim();
+  if (!channel) {
+    showSubProblem('Enter a channel.');
+    ui.subChannel.focus();
+    return;
+  }
+  const filterText = ui.subFilter.value.trim();
+  let filter;
+  if (filterText) {
+    try {
+      filter = JSON.parse(filterText);
+    } catch {
+      showSubProblem('The filter is not JSON.');
+      ui.subFilter.focus();
+      return;
+    }
+    if (filter === null || typeof filter !== 'object' || Array.isArray(filter)) {
+      showSubProblem('A filter is a JSON object: {"path": value, ...}.');
+      ui.subFilter.focus();
+      return;
+    }
+  }
+  showSubProblem('');
+  const item = {
+    label: `S${current.nextSub++}`,
+    channel,
+    filter,
+    echo: ui.subEcho.checked,
+    count: 0,
+    reason: '',
+    removing: false,
+    serverSub: '',
+    li: null,
+    sub: null,
+  };
+  item.sub = current.client.subscribe(channel, {
+    filter,
+    echo: item.echo,
+    onMessage: (data, meta) => {
+      item.count++;
+      item.serverSub = meta.sub;
+      renderSub(item);
+      render(typeof data === 'string' ? tryJson(data) : data, typeof data === 'string' ? data : JSON.stringify(data), { label: item.label, sub: meta.sub });
+    },
+  });
+  current.subs.push(item);
+  renderSub(item);
+  item.sub.ready.then(
+    () => renderSub(item),
+    (error) => {
+      if (error.code === 'closed') return; // removed before it was answered, or the client closed
+      item.reason = `${error.code}: ${error.message}`;
+      renderSub(item);
+      systemEntry(`${item.label} on ${channel} refused — ${item.reason}`, 'system bad');
+    },
+  );
+}
+
+async function removeSubscription(item) {
+  const current = v2;
+  if (item.sub.state !== 'ended') {
+    item.removing = true;
+    renderSub(item);
+    try {
+      await item.sub.unsubscribe();
+    } catch (error) {
+      item.removing = false;
+      item.reason = `${error.code}: ${error.message}`;
+      renderSub(item);
+      return;
+    }
+    systemEntry(`Unsubscribed ${item.label} on ${item.channel}`);
+  }
+  item.li?.remove();
+  const list = current?.subs;
+  if (list) list.splice(list.indexOf(item), 1);
+  ui.subsCount.textContent = String(ui.subsList.childElementCount);
+}
+
+/** The row of one subscription: label, channel, filter, state, messages received, a button. */
+function renderSub(item) {
+  if (!item.li) {
+    item.li = el('li', 'sub');
+    ui.subsList.append(item.li);
+  }
+  const state = item.sub.state;
+  item.li.dataset.state = state;
+  const head = el('div', 'sub-head');
+  head.append(el('span', 'badge sub-label', item.label), el('span', 'badge channel', item.channel));
+  const stateText = item.removing ? 'unsubscribing…' : state === 'subscribing' ? 'subscribing…' : state;
+  head.append(el('span', 'sub-state', stateText));
+  const count = el('span', 'count', String(item.count));
+  count.title = 'messages received';
+  head.append(count);
+  const button = el('button', 'btn secondary small', state === 'ended' ? 'Remove' : 'Unsubscribe');
+  button.type = 'button';
+  button.disabled = item.removing;
+  button.setAttribute('aria-label', `${state === 'ended' ? 'Remove' : 'Unsubscribe'} ${item.label} (${item.channel})`);
+  button.addEventListener('click', () => void removeSubscription(item));
+  head.append(button);
+  const rows = [head];
+  const bits = [];
+  bits.push(item.filter === undefined ? 'no filter' : `filter ${JSON.stringify(item.filter)}`);
+  if (!item.echo) bits.push('echo off');
+  rows.push(el('p', 'sub-detail', bits.join(' · ')));
+  if (item.reason) rows.push(el('p', 'sub-reason', item.reason));
+  item.li.replaceChildren(...rows);
+  ui.subsCount.textContent = String(ui.subsList.childElementCount);
+}
+
+function publishV2() {
+  const current = v2;
+  if (!current || ui.message.disabled) return;
+  const text = ui.message.value;
+  const channel = ui.sendChannel.value.trim();
+  if (text === '') return;
+  if (!channel) {
+    ui.sendChannel.focus();
+    return;
+  }
+  const head = sentEntry(text, channel);
+  const ack = el('span', 'badge ack pending', 'publishing…');
+  head.append(ack);
+  current.client.publish(channel, publishPayload(text)).then(
+    () => {
+      ack.className = 'badge ack ok';
+      ack.textContent = 'published ✓';
+    },
+    (error) => {
+      ack.className = 'badge ack bad';
+      ack.textContent = `refused · ${error.code}`;
+      head.parentElement?.append(el('p', 'ack-detail', hideToken(error.message, current.token)));
+    },
+  );
+  ui.message.value = '';
+  updateControls();
+  ui.message.focus();
+}
+
+/** A message shown on the page never holds the token. */
+function hideToken(text, token) {
+  return token ? String(text).split(token).join('<token>') : String(text);
 }
 
 // ---------------------------------------------------------------------------
@@ -557,11 +917,25 @@ function claimsDetails(claims) {
   return details;
 }
 
+/** A frame of a v1 socket: its text. */
 function receive(text) {
-  const value = tryJson(text);
+  render(tryJson(text), text, null);
+}
+
+/**
+ * One message in the Messages pane (or Meta events for ConnectionOpen/ConnectionClose):
+ * `value` the parsed JSON or undefined, `text` what to show when it is not JSON,
+ * `tag` the v2 subscription it came through (a badge), or null.
+ */
+function render(value, text, tag) {
   const li = el('li', 'entry');
   const head = el('div', 'entry-head');
   head.append(timeEl());
+  if (tag) {
+    const badge = el('span', 'badge sub-label', tag.label);
+    badge.title = `Subscription ${tag.label} (server sub ${tag.sub})`;
+    head.append(badge);
+  }
   li.append(head);
 
   if (isEnvelope(value)) {
@@ -603,6 +977,7 @@ function sentEntry(text, label) {
   head.append(timeEl(), el('span', 'badge sent-badge', 'sent'), el('span', 'badge channel', label));
   li.append(head, el('pre', 'text', text));
   append(panes.messages, li, false);
+  return head;
 }
 
 /** A connection note in the messages pane. Callers pass text with the token already left out. */
@@ -657,6 +1032,22 @@ ui.channel.addEventListener('input', () => {
 
 ui.allChannels.addEventListener('change', renderTarget);
 
+ui.protocolV1.addEventListener('change', renderProtocol);
+ui.protocolV2.addEventListener('change', renderProtocol);
+
+ui.subForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  addSubscription();
+});
+
+ui.subChannel.addEventListener('input', () => {
+  channelTouched = true;
+});
+ui.sendChannel.addEventListener('input', () => {
+  channelTouched = true;
+  updateByteCount();
+});
+
 ui.connForm.addEventListener('submit', (event) => {
   event.preventDefault();
   if (isActive()) disconnect();
@@ -681,19 +1072,29 @@ ui.message.addEventListener('input', () => {
 });
 
 function loadFragment() {
-  const { token, channel } = readFragment();
+  const { token, channel, protocol: fragmentProtocol } = readFragment();
   if (!token) return;
   if (isActive()) return; // a new token applies to the next connection only; do not swap it under a live socket
   ui.token.value = token;
+  if (fragmentProtocol === 'v2' || fragmentProtocol === 'v1') {
+    ui.protocolV2.checked = fragmentProtocol === 'v2';
+    ui.protocolV1.checked = fragmentProtocol === 'v1';
+  }
   if (channel !== null) {
     ui.channel.value = channel;
+    ui.subChannel.value = channel;
+    ui.sendChannel.value = channel;
     channelTouched = true;
   }
   onTokenChanged();
+  renderProtocol();
 }
 
 window.addEventListener('hashchange', loadFragment);
-window.addEventListener('pagehide', () => session?.ws.close(1000, 'page closed'));
+window.addEventListener('pagehide', () => {
+  session?.ws.close(1000, 'page closed');
+  void v2?.client.close();
+});
 
 setInterval(() => {
   if (!tokenInfo.claims) return;
@@ -703,4 +1104,4 @@ setInterval(() => {
 
 loadFragment();
 if (!ui.token.value) onTokenChanged();
-updateControls();
+renderProtocol();

@@ -1,6 +1,9 @@
 // The example page (client-example/) in headless Chromium against a real pgws and a
 // real PostgreSQL: what a person clicking through it sees. Checks are on text the page
-// shows (status pill, panes, claims), found by element id, never on the page's internals.
+// shows (status pill, panes, claims, subscriptions), found by element id, never on the
+// page's internals. v1 mode is the browser's own WebSocket, as postgres-websockets clients
+// use it; v2 mode is pgws/client, which the page loads from the server that serves it
+// (client-example/pgws-client.js, copied there by `npm run build`).
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Browser, Locator, Page } from 'playwright-core';
@@ -10,6 +13,7 @@ import { connect } from './harness/client.js';
 import { createTestDatabase, type TestDatabase } from './harness/db.js';
 import { LISTEN_CHANNEL, startPgws, type TestServer } from './harness/pgws.js';
 import { token } from './harness/tokens.js';
+import { until } from './harness/within.js';
 
 const ROOT = path.resolve(fileURLToPath(new URL('../client-example', import.meta.url)));
 const META = 'meta';
@@ -121,6 +125,90 @@ describe.skipIf(chromiumMissing !== undefined)(
 
       await page.locator('#connect').click();
       await expectStatus('closed', 'Closed · 1000 normal closure');
+    });
+
+    // ---- v2 mode
+
+    const subRow = (label: string): Locator => page.locator('#subs-list > li').filter({ has: page.locator('.sub-label', { hasText: label }) });
+    const messagesOf = (label: string): Locator => messages().filter({ has: page.locator('.sub-label', { hasText: label }) });
+    const notify = (payload: unknown): Promise<unknown> =>
+      db.sql`SELECT pg_notify(${LISTEN_CHANNEL}, ${JSON.stringify({ channel: 'chat', payload })})`;
+
+    async function connectV2(): Promise<void> {
+      await page.locator('label[for="protocol-v2"]').click();
+      expect(await page.locator('#v1-fields').isHidden(), 'v1 channel fields hidden in v2').toBe(true);
+      expect(await page.locator('#subs-card').isVisible(), 'subscriptions card shown in v2').toBe(true);
+      await seeText(page.locator('#v2-target'), ['pgws.bearer.<token>', 'never in the address'], 'where v2 puts the token');
+      await page.locator('#connect').click();
+      await expectStatus('open', 'Open · v2');
+      await seeText(messages(), ['Connected to ws://', '(pgws.v2)'], 'connection note');
+    }
+
+    async function subscribe(channel: string, filter: string, label: string): Promise<Locator> {
+      await page.locator('#sub-channel').fill(channel);
+      await page.locator('#sub-filter').fill(filter);
+      await page.locator('#subscribe').click();
+      return seeText(subRow(label), [label, channel], `subscription ${label} listed`);
+    }
+
+    it('v2: on one socket, adds a filtered and an unfiltered subscription; a pg_notify reaches the ones it matches, tagged with each; removes one', async () => {
+      await connectV2();
+      await seeText(await subscribe('chat', '{"payload.room": 7}', 'S1'), ['active', 'filter {"payload.room":7}'], 'S1 active');
+      await seeText(await subscribe('chat', '', 'S2'), ['active', 'no filter'], 'S2 active');
+      await seeText(page.locator('#subs-count'), [/^2$/], 'subscription count');
+      await until(() => srv.server.socketCount() === 1, 5_000, 'one socket for both subscriptions');
+
+      await notify({ room: 1, text: 'for S2 only' });
+      await notify({ room: 7, text: 'for both' });
+      await seeText(messagesOf('S2'), ['for S2 only'], 'S2 gets room 1');
+      await seeText(messagesOf('S2'), ['for both'], 'S2 gets room 7');
+      await seeText(messagesOf('S1'), ['for both'], 'S1 gets room 7');
+      await seeText(subRow('S1').locator('.count'), [/^1$/], 'S1 received count');
+      await seeText(subRow('S2').locator('.count'), [/^2$/], 'S2 received count');
+      expect(await messagesOf('S1').count(), 'S1 got only the match').toBe(1);
+
+      await subRow('S1').getByRole('button', { name: /Unsubscribe S1/ }).click();
+      await seeText(messages(), ['Unsubscribed S1 on chat'], 'unsubscribe note');
+      expect(await subRow('S1').count(), 'S1 row removed').toBe(0);
+      await seeText(page.locator('#subs-count'), [/^1$/], 'subscription count after removal');
+      await notify({ room: 7, text: 'after S1 left' });
+      await seeText(messagesOf('S2'), ['after S1 left'], 'S2 still subscribed');
+      expect(await messagesOf('S1').count(), 'nothing more for S1').toBe(1);
+      expect(srv.server.socketCount()).toBe(1);
+      expect(await page.locator('body').innerText(), 'the token is never written into the page').not.toContain(jwt);
+
+      await page.locator('#connect').click();
+      await expectStatus('closed', 'Closed · v2');
+      await until(() => srv.server.socketCount() === 0, 5_000, 'socket closed');
+    });
+
+    it('v2: a publish shows the server\'s acknowledgement and comes back through a subscription; a refused one shows its code', async () => {
+      await connectV2();
+      await subscribe('chat', '', 'S1');
+      await seeText(subRow('S1'), ['active'], 'S1 active');
+      expect(await page.locator('#send-channel').isVisible(), 'publish channel field in v2').toBe(true);
+
+      await page.locator('#send-channel').fill('chat');
+      await page.locator('#message').fill('{"text": "hello v2", "n": 1}');
+      await page.locator('#send').click();
+      const sent = page.locator('#messages-log > li.sent');
+      await seeText(sent, ['hello v2', 'published ✓'], 'acknowledged publish');
+      await seeText(messagesOf('S1'), ['WebsocketMessage', 'chat', 'hello v2', 'Claims · mode rw'], 'own publish received as an envelope');
+      expect(await page.locator('#message').inputValue(), 'message box emptied').toBe('');
+
+      await page.locator('#send-channel').fill('not-allowed');
+      await page.locator('#message').fill('nope');
+      await page.locator('#send').click();
+      await seeText(sent, ['nope', 'refused · forbidden'], 'refused publish');
+
+      await subscribe('not-allowed', '', 'S2');
+      await seeText(subRow('S2'), ['ended', 'forbidden'], 'refused subscription');
+      await subRow('S2').getByRole('button', { name: /Remove S2/ }).click();
+      expect(await subRow('S2').count(), 'ended row removed').toBe(0);
+      await seeText(subRow('S1'), ['active'], 'S1 still active');
+
+      await page.locator('#connect').click();
+      await expectStatus('closed', 'Closed · v2');
     });
   },
 );
