@@ -69,16 +69,20 @@ describe.skipIf(!probe.ok)(`the Docker image${probe.ok ? '' : ` (skipped: ${prob
     );
     expect(size - base).toBeLessThan(SIZE_BUDGET);
     // Of the 114 MB uWebSockets.js package, only the binary of the image's own node is left;
-    // the static page is there for PGWS_ROOT_PATH; the process runs as `node`, not root.
+    // the static page is there for PGWS_ROOT_PATH, with the client library it loads in v2 mode
+    // and pgws/client's build with its types; the process runs as `node`, not root.
     const script =
       "const fs = require('node:fs');" +
       "console.log(JSON.stringify({ binaries: fs.readdirSync('node_modules/uWebSockets.js').filter((f) => f.endsWith('.node')), " +
       "own: `uws_${process.platform}_${process.arch}_${process.versions.modules}.node`, " +
-      "page: fs.existsSync('client-example/index.html'), uid: process.getuid() }))";
+      "page: fs.existsSync('client-example/index.html'), client: fs.existsSync('client-example/pgws-client.js'), " +
+      "library: fs.existsSync('dist/client/index.js') && fs.existsSync('dist/client/index.d.ts'), uid: process.getuid() }))";
     const { stdout } = await docker(['run', '--rm', '--entrypoint', 'node', 'pgws:test', '-e', script]);
-    const inside = JSON.parse(stdout) as { binaries: string[]; own: string; page: boolean; uid: number };
+    const inside = JSON.parse(stdout) as { binaries: string[]; own: string; page: boolean; client: boolean; library: boolean; uid: number };
     expect(inside.binaries).toEqual([inside.own]);
     expect(inside.page).toBe(true);
+    expect(inside.client).toBe(true);
+    expect(inside.library).toBe(true);
     expect(inside.uid).toBe(1000);
   }, 900_000);
 
