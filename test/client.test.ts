@@ -21,6 +21,7 @@ import {
 import { freePort } from '../src/embedded.js';
 import type { Config } from '../src/types.js';
 import { createTestDatabase, type TestDatabase } from './harness/db.js';
+import { logMsg, runPgws } from './harness/child.js';
 import { track } from './harness/leftovers.js';
 import { LISTEN_CHANNEL, SECRET, startPgws, type TestServer } from './harness/pgws.js';
 import { token } from './harness/tokens.js';
@@ -424,6 +425,37 @@ describe('reconnect and tokens', () => {
     expect(sub.state).toBe('active');
     await client.close();
     await second.stop();
+  });
+
+  it('after the pgws process is SIGKILLed (no close frame) and started again on the same port: reconnect, resubscribe, messages flow', async () => {
+    const port = await freePort();
+    const args = ['--db-uri', db.uri, '--jwt-secret', SECRET, '--host', '127.0.0.1', '--port', String(port)];
+    const first = runPgws(args);
+    await first.waitForLine(logMsg('pgws ready'));
+    const url = `ws://127.0.0.1:${port}/`;
+    const wire: Wire = { sent: [], received: [], sockets: [], drop: new Set() };
+    const client = connect(url, { WebSocket: recordingWebSocket(wire), token: await jwt({ mode: 'r' }), reconnect: QUICK });
+    track(() => client.close());
+    const resubscribed: ClientEvents['resubscribed'][] = [];
+    client.on('resubscribed', (e) => resubscribed.push(e));
+    const box = inbox();
+    const sub = client.subscribe('killed', { onMessage: box.onMessage });
+    await within(sub.ready, WAIT_MS, 'subscribed');
+    await notify('killed', 'before');
+    await box.count(1, 'before the kill');
+
+    first.proc.kill('SIGKILL');
+    await within(first.exited, WAIT_MS, 'the first pgws gone');
+    await until(() => client.state === 'reconnecting', WAIT_MS, 'reconnecting after a cut without a close frame');
+    const second = runPgws(args);
+    await second.waitForLine(logMsg('pgws ready'));
+    await until(() => resubscribed.length === 1, WAIT_MS, 'resubscribed to the new process');
+    await notify('killed', 'after');
+    await box.count(2, 'after the restart');
+    expect(box.payloads()).toEqual(['before', 'after']);
+    await client.close();
+    second.proc.kill('SIGTERM');
+    await within(second.exited, WAIT_MS, 'the second pgws stopped');
   });
 
   it('a 401 handshake is an invalid_token error event with the status; a provider is asked again and the next token opens the socket', async () => {
