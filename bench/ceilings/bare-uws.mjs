@@ -23,13 +23,8 @@ export async function start(listenPort = 0) {
   const sockets = new Set();
   app.ws('/*', {
     maxPayloadLength: 1024 * 1024,
-    // pgws's own settings (src/transport/uws.ts): no uWS limit, which pgws replaces with its
-    // own check. With uWS's limit set (1 MiB, closeOnBackpressureLimit), publishing to many
-    // topics of few subscribers each costs uWS over twice the CPU: 10k sockets over 100 topics,
-    // one topic per notification, ran at 441k frames/s against 1.16M with these settings, and
-    // the "ceiling" fell below pgws.
-    maxBackpressure: 0,
-    closeOnBackpressureLimit: false,
+    maxBackpressure: 1024 * 1024,
+    closeOnBackpressureLimit: true,
     idleTimeout: 32,
     sendPingsAutomatically: true,
     upgrade: (res, req, context) => {
