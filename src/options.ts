@@ -307,6 +307,24 @@ export const OPTIONS: { readonly [K in keyof Config]: OptionSpec<K> } = {
     doc: 'subscriptions one pgws.v2 socket may hold at once; one more is answered with error too_many_subscriptions (the socket stays open). Default 100',
     secret: false,
   },
+  journal: {
+    key: 'journal',
+    env: 'PGWS_JOURNAL',
+    flag: '--journal <on|off>',
+    default: 'off',
+    parse: onOff,
+    doc: 'on: socket frames and meta events go through pgws.publish into the journal table, and a v2 subscribe may ask for what it missed with since (PROTOCOL.md section 10). Needs `pgws sql install --apply` first',
+    secret: false,
+  },
+  journalRetention: {
+    key: 'journalRetention',
+    env: 'PGWS_JOURNAL_RETENTION',
+    flag: '--journal-retention <duration>',
+    default: '24h',
+    parse: duration,
+    doc: 'how long journal rows are kept: a number and s, m, h or d (30s, 15m, 24h, 7d); pruned in the background by one pgws process at a time',
+    secret: false,
+  },
   certificateFile: {
     key: 'certificateFile',
     env: 'PGWS_CERTIFICATE_FILE',
@@ -546,6 +564,26 @@ function boolean(raw: string): ParseResult<boolean> {
   if (TRUE_WORDS.includes(word)) return ok(true);
   if (FALSE_WORDS.includes(word)) return ok(false);
   return fail('must be true or false (1/0 and yes/no work too)');
+}
+
+/** `on`/`off`, and every word `boolean` takes. */
+function onOff(raw: string): ParseResult<boolean> {
+  const word = raw.trim().toLowerCase();
+  if (word === 'on') return ok(true);
+  if (word === 'off') return ok(false);
+  const parsed = boolean(word);
+  return parsed.ok ? parsed : fail('must be on or off');
+}
+
+const DURATION_UNITS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600, d: 86_400 };
+
+/** `30s`, `15m`, `24h`, `7d` -> seconds (at least one). */
+function duration(raw: string): ParseResult<number> {
+  const match = /^(\d+)\s*([smhd])$/.exec(raw.trim().toLowerCase());
+  const unit = match?.[2];
+  const seconds = match && unit ? Number(match[1]) * (DURATION_UNITS[unit] ?? 0) : 0;
+  if (!Number.isSafeInteger(seconds) || seconds < 1) return fail('must be a duration: a whole number and s, m, h or d (30s, 15m, 24h, 7d)');
+  return ok(seconds);
 }
 
 function integer(min: number, max: number = Number.MAX_SAFE_INTEGER) {

@@ -10,6 +10,7 @@ import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { createRateLimiter, type RateLimiter } from './rate.js';
 import type { AuthResult } from './auth/index.js';
+import type { Journal } from './db/journal.js';
 import type { TransportSocket } from './transport/types.js';
 import { Close, NOTIFY_PAYLOAD_LIMIT, type Claims, type CloseCode, type Grant, type Json } from './types.js';
 import { createV2Protocol, type V2State } from './v2/protocol.js';
@@ -75,6 +76,8 @@ export interface RelayOptions {
   readonly authorizeV2?: (token: string) => AuthResult | Promise<AuthResult>;
   /** Subscriptions one v2 socket may hold (PGWS_MAX_SUBSCRIPTIONS; default 100). */
   readonly maxSubscriptions?: number;
+  /** PGWS_JOURNAL=on: v2 subscribes read offsets and history from it (the notifier writes through pgws.publish). */
+  readonly journal?: Pick<Journal, 'newestOffset' | 'replay'>;
   readonly log: Logger;
   /** Clock in Unix seconds (fractional); injectable for tests. */
   readonly now?: () => number;
@@ -190,6 +193,7 @@ export function createRelay(opts: RelayOptions): Relay {
       },
       fail: (socket, code, reason) => fail(socket, code, reason),
       log: opts.log,
+      ...(opts.journal === undefined ? {} : { journal: opts.journal }),
     },
     opts.publish,
   );
@@ -329,13 +333,16 @@ export function createRelay(opts: RelayOptions): Relay {
       };
     },
 
-    onNotification(dbChannel, payload) {
+    onNotification(dbChannel, notification) {
       metrics?.markNotification();
+      // A journaled message: v1 sockets get it exactly as published, v2 frames carry the offset.
+      const journaled = splitJournalOffset(notification);
+      const payload = journaled?.text ?? notification;
       const own = ownEnvelopes.size === 0 ? undefined : ownEnvelopes.get(payload);
       if (own !== undefined) ownEnvelopes.delete(payload);
       const channel = routeNotification(dbChannel, payload);
       opts.publish(v1Topic(channel), payload, own?.socket);
-      v2.deliver(channel, payload, own?.socket);
+      v2.deliver(channel, payload, own?.socket, journaled?.offset);
     },
 
     onOpen(socket) {
@@ -379,6 +386,24 @@ export function createRelay(opts: RelayOptions): Relay {
     pausedSockets: () => paused,
     subscriptions: () => ({ distinct: table.size(), held: v2.held() }),
   };
+}
+
+const OFFSET_MEMBER = '"pgws_offset":"';
+
+/**
+ * pgws.publish NOTIFYs the message with `"pgws_offset":"<id>",` inserted right after its opening
+ * brace (PROTOCOL.md §10): returns the message as published and the offset, or undefined for a
+ * notification without one. Only that exact shape counts (digits, then `",`).
+ */
+export function splitJournalOffset(notification: string): { readonly text: string; readonly offset: string } | undefined {
+  let brace = 0;
+  while (brace < notification.length && /\s/.test(notification.charAt(brace))) brace++;
+  if (notification.charCodeAt(brace) !== 0x7b || !notification.startsWith(OFFSET_MEMBER, brace + 1)) return undefined;
+  const digitsFrom = brace + 1 + OFFSET_MEMBER.length;
+  let end = digitsFrom;
+  while (end < notification.length && notification.charCodeAt(end) >= 0x30 && notification.charCodeAt(end) <= 0x39) end++;
+  if (end === digitsFrom || end - digitsFrom > 19 || notification.charCodeAt(end) !== 0x22 || notification.charCodeAt(end + 1) !== 0x2c) return undefined;
+  return { text: notification.slice(0, brace + 1) + notification.slice(end + 2), offset: notification.slice(digitsFrom, end) };
 }
 
 /**

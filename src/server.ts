@@ -10,6 +10,7 @@ import { createAuthenticator, EACH_REQUEST, loggableChannel, type AuthResult, ty
 import { createOriginPolicy } from './auth/origins.js';
 import { readSocketRequest, type SocketRequest } from './auth/token-source.js';
 import { createListener, type Listener } from './db/listener.js';
+import { createJournal, type Journal } from './db/journal.js';
 import { createNotifier } from './db/notifier.js';
 import { bannerAnswer } from './http/banner.js';
 import { createStaticHandler, type StaticHandler } from './http/static.js';
@@ -98,7 +99,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
   let fatalDuringStart: Error | undefined;
 
   try {
-    const notifier = createNotifier(dbUri, config.poolSize);
+    const notifier = createNotifier(dbUri, config.poolSize, config.journal);
     teardown.push(() => notifier.stop().catch(() => undefined));
 
     let relay: Relay | undefined;
@@ -128,6 +129,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
 
     await listener.start(config.retries);
     await notifier.ping();
+    const journal = config.journal ? await startJournal(dbUri, config.journalRetention, log, teardown) : undefined;
 
     const handlers = socketHandlers(config, log, metrics, {
       stopping: () => stopping,
@@ -160,6 +162,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       publish: (topic, text, except) => metrics.markFramesSent(activeTransport.publish(topic, text, except)),
       authorizeV2: (token) => authenticator.authorizeToken(EACH_REQUEST, token),
       maxSubscriptions: config.maxSubscriptions,
+      ...(journal === undefined ? {} : { journal }),
       log,
       concurrency: config.poolSize,
       maxQueuedFrames: config.maxQueuedMessages,
@@ -219,6 +222,46 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     await teardown.run();
     throw err;
   }
+}
+
+/** PGWS_JOURNAL=on without `pgws sql install` on the database: start-up stops (exit 1) saying what to run. */
+export class JournalMissingError extends Error {
+  constructor() {
+    super('PGWS_JOURNAL=on, but this database has no pgws journal (no function pgws.publish(text)): run `pgws sql install --apply` first');
+    this.name = 'JournalMissingError';
+  }
+}
+
+/** Most often the journal is pruned: every min(retention, 10 s) (PROTOCOL.md §10). */
+const PRUNE_EVERY_MS = 10_000;
+
+/**
+ * Checks the journal is installed and starts pruning it in the background: one batch after
+ * another while there is anything older than the retention, then again a period later. Only
+ * one pgws process prunes at a time (prune() skips while another holds the lock).
+ */
+async function startJournal(uri: string, retentionSeconds: number, log: Logger, teardown: ReturnType<typeof createTeardown>): Promise<Journal> {
+  const journal = createJournal(uri);
+  teardown.push(() => journal.stop().catch(() => undefined));
+  if (!(await journal.installed())) throw new JournalMissingError();
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const prune = async (): Promise<void> => {
+    try {
+      let deleted = 0;
+      for (let batch = await journal.prune(retentionSeconds); batch > 0 && !stopped; batch = await journal.prune(retentionSeconds)) deleted += batch;
+      if (deleted > 0) log.debug({ deleted }, 'journal pruned');
+    } catch (err) {
+      if (!stopped) log.warn({ err: err instanceof Error ? err.message : String(err) }, 'journal pruning failed; trying again later');
+    }
+    if (!stopped) timer = setTimeout(() => void prune(), Math.min(retentionSeconds * 1000, PRUNE_EVERY_MS)).unref();
+  };
+  void prune();
+  teardown.push(async () => {
+    stopped = true;
+    clearTimeout(timer);
+  });
+  return journal;
 }
 
 function watchListener(listener: Listener, events: EventEmitter<ServerEvents>, metrics: Metrics): void {

@@ -46,6 +46,10 @@ export interface Config {
   readonly maxQueuedMessages: number;
   /** Subscriptions one pgws.v2 socket may hold at once (PROTOCOL.md §9). */
   readonly maxSubscriptions: number;
+  /** Socket frames and meta events go through pgws.publish; v2 `since` replays (PROTOCOL.md §10). */
+  readonly journal: boolean;
+  /** Seconds journal rows are kept. */
+  readonly journalRetention: number;
   readonly certificateFile: string | undefined;
   readonly keyFile: string | undefined;
   /** Port of the admin HTTP server (/health, /ready, /metrics); undefined: health and readiness on the main port, no metrics. */

@@ -1,5 +1,6 @@
 // The NOTIFY side: a pool of PGWS_POOL_SIZE connections, separate from the
-// LISTEN connection. Payloads travel as parameters of pg_notify, never as SQL text.
+// LISTEN connection. Payloads travel as parameters of pg_notify (or, with the journal, of
+// pgws.publish, which NOTIFYs on the listen channel itself), never as SQL text.
 import postgres from 'postgres';
 
 export interface Notifier {
@@ -10,7 +11,11 @@ export interface Notifier {
   stop(): Promise<void>;
 }
 
-export function createNotifier(uri: string, poolSize: number): Notifier {
+/**
+ * `journal`: payloads go through pgws.publish (PROTOCOL.md §10), which numbers them in commit
+ * order, stores them and NOTIFYs them on the listen channel the SQL was installed for.
+ */
+export function createNotifier(uri: string, poolSize: number, journal = false): Notifier {
   const sql = postgres(uri, {
     max: poolSize,
     connect_timeout: 10,
@@ -29,6 +34,12 @@ export function createNotifier(uri: string, poolSize: number): Notifier {
       // PostgreSQL's 1664-column limit).
       // `::text::json`, not `::json`: told the parameter is json, postgres.js
       // would JSON-encode our already-encoded array a second time.
+      // With the journal, the same shape: pgws.publish is called once per element, in array
+      // order, in the one transaction (each call takes the journal's lock, held to the commit).
+      if (journal) {
+        await sql.unsafe('SELECT count(pgws.publish(p)) FROM json_array_elements_text($1::text::json) AS p', [JSON.stringify(payloads)]);
+        return;
+      }
       await sql.unsafe('SELECT count(pg_notify($1, p)) FROM json_array_elements_text($2::text::json) AS p', [
         channel,
         JSON.stringify(payloads),

@@ -11,9 +11,11 @@ import { NotifyTimeoutError } from '../db/batcher.js';
 import type { Logger } from '../log.js';
 import type { TransportSocket } from '../transport/types.js';
 import { Close, NOTIFY_PAYLOAD_LIMIT, type CloseCode, type Grant, type Json } from '../types.js';
-import { compileFilter } from './filter.js';
+import type { Journal } from '../db/journal.js';
+import { compileFilter, parseNotificationObject } from './filter.js';
 import {
   errorFrame,
+  messageFrame,
   parseRequest,
   pongFrame,
   publishedFrame,
@@ -72,6 +74,19 @@ export interface V2Deps<S extends V2Session> {
   /** Closes the socket for an error (the relay's one way to do it). */
   readonly fail: (socket: TransportSocket<S>, code: CloseCode, reason: string) => void;
   readonly log: Logger;
+  /** With PGWS_JOURNAL=on: `subscribed` carries the newest offset, and `since` replays (PROTOCOL.md §10). */
+  readonly journal?: Pick<Journal, 'newestOffset' | 'replay'>;
+}
+
+/**
+ * A socket's subscription between its subscribe and its answer, while the journal is read: the
+ * frames live notifications send it meanwhile wait here, so that the history, then these (less
+ * what the history already held, by offset), then the live topic follow one another with no
+ * gap and no duplicate.
+ */
+interface CatchUp {
+  readonly socket: TransportSocket<V2Session>;
+  readonly waiting: { readonly frame: string; readonly offset: string | undefined }[];
 }
 
 export interface V2Protocol<S extends V2Session> {
@@ -84,7 +99,7 @@ export interface V2Protocol<S extends V2Session> {
    * Sends a notification routed to `channel` to the v2 subscriptions it matches. `origin`: the
    * socket whose publish caused it, left out of echo-off subscriptions.
    */
-  deliver(channel: string, text: string, origin: TransportSocket<S> | undefined): void;
+  deliver(channel: string, text: string, origin: TransportSocket<S> | undefined, offset?: string): void;
   /** Subscriptions held by sockets now, counted once per socket. */
   held(): number;
 }
@@ -101,6 +116,14 @@ export function createV2Protocol<S extends V2Session>(
   type Socket = TransportSocket<S>;
   const { table } = deps;
   let held = 0;
+  /** Subscriptions that sockets are catching up on, with those sockets' waiting frames. */
+  const catchUps = new Map<Subscription, Set<CatchUp>>();
+
+  function stopCatchingUp(subscription: Subscription, catchUp: CatchUp): void {
+    const set = catchUps.get(subscription);
+    set?.delete(catchUp);
+    if (set?.size === 0) catchUps.delete(subscription);
+  }
 
   function answer(socket: Socket, state: V2State, frame: string): void {
     if (!state.closed) socket.send(frame);
@@ -117,13 +140,19 @@ export function createV2Protocol<S extends V2Session>(
     if (!allowsChannel(grant, channel)) return refuse(socket, state, id, 'forbidden', 'the token does not allow this channel');
     const compiled = compileFilter(request.filter, request.filterBytes);
     if (!compiled.ok) return refuse(socket, state, id, 'bad_request', compiled.message);
-    // No journal yet (§10): nothing to replay, so a `since` is answered with an incomplete history.
+    // Without the journal there is no history: a `since` is answered as an incomplete one.
     const recovered = request.since === undefined ? undefined : false;
     const subscription = table.acquire(channel, compiled.filter, request.echo);
     if (state.subs.includes(subscription)) {
-      // The same triple again: the same subscription, held once by this socket.
+      // The same triple again: the same subscription, held once by this socket (already live:
+      // nothing to replay).
       table.release(subscription);
-      return answer(socket, state, subscribedFrame(id, channel, subscription.sub, null, recovered));
+      if (deps.journal === undefined) return answer(socket, state, subscribedFrame(id, channel, subscription.sub, null, recovered));
+      deps.journal.newestOffset(channel).then(
+        (offset) => answer(socket, state, subscribedFrame(id, channel, subscription.sub, offset, recovered)),
+        (err: unknown) => refuse(socket, state, id, 'db_error', `could not read the journal: ${errorText(err)}`),
+      );
+      return;
     }
     if (state.subs.length >= deps.maxSubscriptions) {
       table.release(subscription);
@@ -132,8 +161,66 @@ export function createV2Protocol<S extends V2Session>(
     state.subs.push(subscription);
     held += 1;
     if (!subscription.echo) state.echoOff += 1;
-    socket.subscribe(subscription.topic);
-    answer(socket, state, subscribedFrame(id, channel, subscription.sub, null, recovered));
+    if (deps.journal === undefined) {
+      socket.subscribe(subscription.topic);
+      return answer(socket, state, subscribedFrame(id, channel, subscription.sub, null, recovered));
+    }
+    catchUp(socket, state, subscription, id, request.since, deps.journal);
+  }
+
+  /**
+   * Answers a subscribe from the journal: the channel's newest offset, and with `since` every row
+   * after it that the filter matches, in order; then the live frames that arrived meanwhile,
+   * less those the rows held; then the live topic. Registered before the first query, so a
+   * message committed at any moment is in the rows, in the waiting frames, or both (then sent once).
+   */
+  function catchUp(
+    socket: Socket,
+    state: V2State,
+    subscription: Subscription,
+    id: RequestId | undefined,
+    since: string | undefined,
+    journal: NonNullable<V2Deps<S>['journal']>,
+  ): void {
+    const entry: CatchUp = { socket, waiting: [] };
+    let set = catchUps.get(subscription);
+    if (set === undefined) catchUps.set(subscription, (set = new Set()));
+    set.add(entry);
+    const { channel, sub } = subscription;
+    const read = async (): Promise<{ offset: string | null; replay: Awaited<ReturnType<typeof journal.replay>> | undefined }> => {
+      const offset = await journal.newestOffset(channel);
+      return { offset, replay: since === undefined ? undefined : await journal.replay(channel, since) };
+    };
+    read().then(
+      ({ offset, replay }) => {
+        stopCatchingUp(subscription, entry);
+        // Unsubscribed, revoked by a refresh, or closed meanwhile: there is nothing to start.
+        if (state.closed || !state.subs.includes(subscription)) {
+          return refuse(socket, state, id, 'not_subscribed', 'the subscription ended before its history was read');
+        }
+        answer(socket, state, subscribedFrame(id, channel, sub, offset, replay === undefined ? undefined : replay.complete));
+        let last = since === undefined ? undefined : BigInt(since);
+        if (replay?.complete === true) {
+          for (const row of replay.rows) {
+            if (!subscription.filter.matches(parseNotificationObject(row.message))) continue;
+            answer(socket, state, messageFrame(sub, channel, row.message, true, row.offset));
+          }
+          const newest = replay.rows.at(-1);
+          if (newest !== undefined) last = BigInt(newest.offset);
+        } else last = undefined; // No history sent: every live frame counts.
+        for (const { frame, offset: at } of entry.waiting) {
+          if (last !== undefined && at !== undefined && BigInt(at) <= last) continue;
+          answer(socket, state, frame);
+        }
+        socket.subscribe(subscription.topic);
+      },
+      (err: unknown) => {
+        stopCatchingUp(subscription, entry);
+        deps.log.warn({ channel, err: errorText(err) }, 'v2 subscribe: the journal could not be read');
+        if (state.subs.includes(subscription)) end(socket, state, subscription);
+        refuse(socket, state, id, 'db_error', `could not read the journal: ${errorText(err)}`);
+      },
+    );
   }
 
   function end(socket: Socket, state: V2State, subscription: Subscription): void {
@@ -257,14 +344,23 @@ export function createV2Protocol<S extends V2Session>(
       state.echoOff = 0;
     },
 
-    deliver(channel, text, origin) {
-      for (const { subscription, frame } of table.deliveries(channel, text)) {
+    deliver(channel, text, origin, offset) {
+      for (const { subscription, frame } of table.deliveries(channel, text, offset)) {
         publish(subscription.topic, frame, subscription.echo ? undefined : origin);
+        const catching = catchUps.size === 0 ? undefined : catchUps.get(subscription);
+        if (catching === undefined) continue;
+        for (const entry of catching) {
+          if (subscription.echo || entry.socket !== origin) entry.waiting.push({ frame, offset });
+        }
       }
     },
 
     held: () => held,
   };
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 /** A db_error's message: what happened to the message, as far as pgws knows. */

@@ -35,7 +35,7 @@ export interface SubscriptionTable {
    * What a notification on `channel` sends: one frame per subscription whose filter matches.
    * The text is parsed at most once, and each distinct filter evaluated at most once.
    */
-  deliveries(channel: string, notificationText: string): readonly Delivery[];
+  deliveries(channel: string, notificationText: string, offset?: string): readonly Delivery[];
   /** Subscriptions held now (for tests and metrics). */
   size(): number;
 }
@@ -94,7 +94,7 @@ export function createSubscriptionTable(): SubscriptionTable {
       if (groups.size === 0) byChannel.delete(subscription.channel);
     },
 
-    deliveries(channel, notificationText) {
+    deliveries(channel, notificationText, offset) {
       const groups = byChannel.get(channel);
       if (groups === undefined) return NONE;
       const parsed = parseOnce(notificationText);
@@ -103,7 +103,7 @@ export function createSubscriptionTable(): SubscriptionTable {
       for (const { filter, entries } of groups.values()) {
         if (!filter.matches(parsed.object)) continue;
         for (const { subscription } of entries) {
-          out.push({ subscription, frame: messageFrame(subscription.sub, channel, notificationText, parsed.isJson) });
+          out.push({ subscription, frame: messageFrame(subscription.sub, channel, notificationText, parsed.isJson, offset) });
         }
       }
       return out;

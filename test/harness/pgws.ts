@@ -50,6 +50,8 @@ export function testConfig(dbUri: string, overrides: Partial<Config> = {}): Conf
     maxMessagesPerSecond: 0,
     maxQueuedMessages: 256,
     maxSubscriptions: 100,
+    journal: false,
+    journalRetention: 86_400,
     certificateFile: undefined,
     keyFile: undefined,
     adminPort: undefined,

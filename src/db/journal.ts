@@ -1,0 +1,91 @@
+// The journal's reads and pruning (PROTOCOL.md §10), on a connection pool of their own, so a
+// catch-up never waits behind NOTIFY batches. The SQL that creates the journal is src/sql/journal.ts.
+import postgres from 'postgres';
+import { JOURNAL_PRUNE_LOCK, MAX_REPLAY_ROWS } from '../sql/journal.js';
+
+/** One journal row: its offset (a bigint, as text) and the message as published. */
+export interface JournalRow {
+  readonly offset: string;
+  readonly message: string;
+}
+
+/** What a `since` finds: the rows after it, in order, or that the history is not complete. */
+export type Replay = { readonly complete: true; readonly rows: readonly JournalRow[] } | { readonly complete: false };
+
+export interface Journal {
+  /** Whether `pgws sql install` ran on this database (pgws.publish exists). */
+  installed(): Promise<boolean>;
+  /** The newest offset of a channel, null when it has none. */
+  newestOffset(channel: string): Promise<string | null>;
+  /**
+   * The channel's rows after `since`, when all of them are still there and there are at most
+   * MAX_REPLAY_ROWS (counted before any filter); else `complete: false`.
+   */
+  replay(channel: string, since: string): Promise<Replay>;
+  /**
+   * Deletes rows older than `retentionSeconds`, `batch` at a time, while this process holds the
+   * prune lock (another process pruning: nothing is done). Resolves with the rows deleted.
+   */
+  prune(retentionSeconds: number, batch?: number): Promise<number>;
+  stop(): Promise<void>;
+}
+
+export function createJournal(uri: string): Journal {
+  const sql = postgres(uri, {
+    max: 2,
+    connect_timeout: 10,
+    fetch_types: false,
+    onnotice: () => undefined,
+    connection: { application_name: 'pgws-journal' },
+  });
+
+  return {
+    async installed() {
+      const [row] = await sql<{ ok: boolean }[]>`SELECT to_regprocedure('pgws.publish(text)') IS NOT NULL AS ok`;
+      return row?.ok === true;
+    },
+
+    async newestOffset(channel) {
+      const [row] = await sql<{ id: string | null }[]>`SELECT max(id)::text AS id FROM pgws.journal WHERE channel = ${channel}`;
+      return row?.id ?? null;
+    },
+
+    async replay(channel, since) {
+      // One snapshot for the watermark and the rows: a prune committing meanwhile cannot
+      // make a complete-looking history out of a pruned one.
+      return sql.begin('ISOLATION LEVEL REPEATABLE READ READ ONLY', async (tx) => {
+        const [pruned] = await tx<{ upto: string }[]>`SELECT upto::text AS upto FROM pgws.journal_pruned`;
+        if (pruned !== undefined && BigInt(since) < BigInt(pruned.upto)) return { complete: false } as const;
+        const rows = await tx<{ offset: string; message: string }[]>`
+          SELECT id::text AS offset, message FROM pgws.journal
+          WHERE channel = ${channel} AND id > ${since}::bigint
+          ORDER BY id LIMIT ${MAX_REPLAY_ROWS + 1}`;
+        if (rows.length > MAX_REPLAY_ROWS) return { complete: false } as const;
+        return { complete: true, rows: rows.map(({ offset, message }) => ({ offset, message })) } as const;
+      });
+    },
+
+    async prune(retentionSeconds, batch = 1000) {
+      return sql.begin(async (tx) => {
+        // Transaction-scoped: released at the commit whatever happens, so a crashed pruner
+        // never leaves the lock held. Another process pruning now: skip this round.
+        const [lock] = await tx<{ ok: boolean }[]>`SELECT pg_try_advisory_xact_lock(${JOURNAL_PRUNE_LOCK}) AS ok`;
+        if (lock?.ok !== true) return 0;
+        const deleted = await tx<{ id: string }[]>`
+          DELETE FROM pgws.journal WHERE id IN (
+            SELECT id FROM pgws.journal WHERE created_at < now() - make_interval(secs => ${retentionSeconds})
+            ORDER BY id LIMIT ${batch})
+          RETURNING id::text AS id`;
+        if (deleted.length === 0) return 0;
+        let highest = 0n;
+        for (const { id } of deleted) if (BigInt(id) > highest) highest = BigInt(id);
+        await tx`UPDATE pgws.journal_pruned SET upto = greatest(upto, ${highest.toString()}::bigint)`;
+        return deleted.length;
+      });
+    },
+
+    async stop() {
+      await sql.end({ timeout: 2 });
+    },
+  };
+}

@@ -1,0 +1,201 @@
+// The journal (PROTOCOL.md §10) end to end, on both transports: the SQL of `pgws sql install`
+// applied to a real database, pgws with PGWS_JOURNAL=on, raw v1 and v2 sockets. Offsets
+// stripped for v1 and carried by v2, frames and publishes journaled, `subscribed.offset`,
+// catch-up with `since` while a writer keeps writing (no gap, no duplicate), filters on the
+// history, the 10000-row limit, pruning, and the start-up check.
+import postgres from 'postgres';
+import type { JWTPayload } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { installSql, MAX_REPLAY_ROWS } from '../src/sql/journal.js';
+import { connect } from './harness/client.js';
+import { createTestDatabase, type TestDatabase } from './harness/db.js';
+import { LISTEN_CHANNEL, startPgws, type TestServer } from './harness/pgws.js';
+import { token } from './harness/tokens.js';
+import { connectV2, type Frame, type V2Client } from './harness/v2.js';
+import { eventually, within } from './harness/within.js';
+
+let db: TestDatabase;
+let srv: TestServer;
+let fresh = 0;
+const channel = (): string => `j${++fresh}-${Date.now().toString(36)}`;
+
+async function install(uri: string): Promise<void> {
+  // The SQL has its own BEGIN/COMMIT: one connection, not a pool.
+  const one = postgres(uri, { max: 1, onnotice: () => undefined });
+  try {
+    await one.unsafe(installSql(LISTEN_CHANNEL));
+  } finally {
+    await one.end();
+  }
+}
+
+async function v2(claims: JWTPayload = { mode: 'rw' }, server: TestServer = srv): Promise<V2Client> {
+  return connectV2(`${server.url}/`, await token(claims));
+}
+
+/** pgws.send from SQL; returns the offset. */
+async function send(target: string, payload: string): Promise<string> {
+  const [row] = await db.sql<{ id: string }[]>`SELECT pgws.send(${target}, ${payload})::text AS id`;
+  return row?.id as string;
+}
+
+/** Reads message frames until `n` arrived (other frames fail the test). */
+async function messages(client: V2Client, n: number, timeoutMs = 10_000): Promise<Frame[]> {
+  const out: Frame[] = [];
+  const deadline = Date.now() + timeoutMs;
+  while (out.length < n) {
+    const frame = await client.next(Math.max(1, deadline - Date.now()));
+    expect(frame.type).toBe('message');
+    out.push(frame);
+  }
+  return out;
+}
+
+const payloadOf = (frame: Frame): unknown => (frame.data as { payload?: unknown }).payload;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  await install(db.uri);
+  // Applied twice: idempotent.
+  await install(db.uri);
+  srv = await startPgws(db.uri, { journal: true });
+});
+
+describe('offsets', () => {
+  it('a v1 socket gets a journaled message exactly as published; a v2 frame carries its offset', async () => {
+    const target = channel();
+    const v1 = await connect(`${srv.url}/${target}/${await token({ mode: 'r' })}`);
+    const client = await v2({ mode: 'r' });
+    const { sub } = await client.request({ type: 'subscribe', channel: target });
+    const offset = await send(target, 'hello');
+    expect(await v1.next()).toBe(`{"channel" : "${target}", "payload" : "hello"}`);
+    const [frame] = await messages(client, 1);
+    expect(frame).toEqual({ type: 'message', sub, channel: target, data: { channel: target, payload: 'hello' }, offset });
+  });
+
+  it('subscribed carries the channel\'s newest offset, null when it has none', async () => {
+    const target = channel();
+    const client = await v2({ mode: 'r' });
+    expect(await client.request({ type: 'subscribe', channel: target })).toMatchObject({ type: 'subscribed', offset: null });
+    await send(target, 'one');
+    const newest = await send(target, 'two');
+    await messages(client, 2);
+    const other = await v2({ mode: 'r' });
+    expect(await other.request({ type: 'subscribe', channel: target })).toMatchObject({ type: 'subscribed', offset: newest });
+  });
+
+  it('socket frames and v2 publishes go through pgws.publish: journaled, numbered, delivered with offsets', async () => {
+    const target = channel();
+    const reader = await v2({ mode: 'r' });
+    await reader.request({ type: 'subscribe', channel: target });
+    const writer = await connect(`${srv.url}/${target}/${await token({ mode: 'w' })}`);
+    writer.send('from v1');
+    const publisher = await v2({ mode: 'w' });
+    expect(await publisher.request({ type: 'publish', channel: target, payload: { from: 'v2' } })).toMatchObject({ type: 'published' });
+    const frames = await messages(reader, 2);
+    expect(frames.map(payloadOf)).toEqual(['from v1', { from: 'v2' }]);
+    const rows = await db.sql<{ id: string; message: string }[]>`SELECT id::text AS id, message FROM pgws.journal WHERE channel = ${target} ORDER BY journal.id`;
+    expect(rows.map((r) => r.id)).toEqual(frames.map((f) => f.offset));
+    expect(rows.map((r) => (JSON.parse(r.message) as { event: string }).event)).toEqual(['WebsocketMessage', 'WebsocketMessage']);
+    expect(BigInt(rows[1]?.id ?? 0)).toBeGreaterThan(BigInt(rows[0]?.id ?? 0));
+  });
+});
+
+describe('catch-up with since', () => {
+  it('replays what a client missed from SQL, v1 frames and v2 publishes, once and in order, then live messages, while a writer keeps writing', async () => {
+    const target = channel();
+    const client = await v2({ mode: 'r' });
+    await client.request({ type: 'subscribe', channel: target });
+    await send(target, 'seen');
+    const [seen] = await messages(client, 1);
+    const since = seen?.offset as string;
+    await client.close();
+
+    // Missed: from SQL, a v1 frame and a v2 publish.
+    await send(target, 'missed sql');
+    const v1writer = await connect(`${srv.url}/${target}/${await token({ mode: 'w' })}`);
+    v1writer.send('missed v1');
+    const publisher = await v2({ mode: 'w' });
+    await publisher.request({ type: 'publish', channel: target, payload: 'missed v2' });
+    await eventually(async () => {
+      const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pgws.journal WHERE channel = ${target}`;
+      return (row?.n ?? 0) >= 4 ? true : undefined;
+    }, 5000, 'the missed messages journaled');
+
+    // A writer keeps writing while the client comes back.
+    let writing = true;
+    let written = 0;
+    const writer = (async () => {
+      while (writing) {
+        await send(target, `live ${written}`);
+        written++;
+      }
+    })();
+    const back = await v2({ mode: 'r' });
+    const answer = await back.request({ type: 'subscribe', channel: target, since });
+    expect(answer).toMatchObject({ type: 'subscribed', channel: target, recovered: true });
+    // Let the writer run past the catch-up, then stop it.
+    await eventually(async () => (written >= 30 ? true : undefined), 10_000, 'the writer wrote on');
+    writing = false;
+    await writer;
+
+    const expected = await db.sql<{ id: string }[]>`SELECT id::text AS id FROM pgws.journal WHERE channel = ${target} AND journal.id > ${since}::bigint ORDER BY journal.id`;
+    const frames = await messages(back, expected.length);
+    expect(frames.map((f) => f.offset)).toEqual(expected.map((r) => r.id));
+    expect(frames.slice(0, 3).map(payloadOf)).toEqual(['missed sql', 'missed v1', 'missed v2']);
+    await back.expectNothing(300);
+  });
+
+  it('with a filter, replays only the matching history', async () => {
+    const target = channel();
+    const since = await send(target, JSON.stringify({ n: 0 }));
+    for (let n = 1; n <= 6; n++) await send(target, JSON.stringify({ n }));
+    const client = await v2({ mode: 'r' });
+    // The payload is a string here (pgws.send): filter on the notification's own fields instead.
+    const answer = await client.request({ type: 'subscribe', channel: target, since, filter: { payload: { in: ['{"n":2}', '{"n":5}'] } } });
+    expect(answer).toMatchObject({ recovered: true });
+    const frames = await messages(client, 2);
+    expect(frames.map(payloadOf)).toEqual(['{"n":2}', '{"n":5}']);
+    await client.expectNothing(300);
+  });
+
+  it(`answers recovered false, with live messages only, when more than ${MAX_REPLAY_ROWS} rows follow since`, async () => {
+    const target = channel();
+    const since = await send(target, 'start');
+    await db.sql`SELECT count(pgws.send(${target}, 'bulk')) FROM generate_series(1, ${MAX_REPLAY_ROWS + 1})`;
+    const client = await v2({ mode: 'r' });
+    expect(await client.request({ type: 'subscribe', channel: target, since })).toMatchObject({ type: 'subscribed', recovered: false });
+    await send(target, 'live');
+    const [frame] = await messages(client, 1);
+    expect(payloadOf(frame as Frame)).toBe('live');
+  });
+});
+
+describe('pruning and the start-up check', () => {
+  it('prunes rows older than PGWS_JOURNAL_RETENTION in the background; a since before them is recovered false', async () => {
+    const pruning = await startPgws(db.uri, { journal: true, journalRetention: 1 });
+    const target = channel();
+    const since = await send(target, 'old');
+    await send(target, 'old too');
+    await eventually(
+      async () => {
+        const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pgws.journal WHERE channel = ${target}`;
+        return row?.n === 0 ? true : undefined;
+      },
+      20_000,
+      'the old rows pruned',
+    );
+    const client = await v2({ mode: 'r' }, pruning);
+    expect(await client.request({ type: 'subscribe', channel: target, since })).toMatchObject({ type: 'subscribed', recovered: false });
+    await pruning.stop();
+  });
+
+  it('refuses to start with PGWS_JOURNAL=on on a database without the journal, naming pgws sql install --apply', async () => {
+    const bare = await createTestDatabase();
+    await expect(within(startPgws(bare.uri, { journal: true }), 15_000, 'start')).rejects.toThrow(/pgws sql install --apply/);
+  });
+});
+
+afterAll(async () => {
+  await srv.stop();
+});
