@@ -36,7 +36,7 @@ const TRANSPORTS = ['uws', 'ws'] as const;
 // beside the embedded PostgreSQL 18 of the runs above, on one transport. Left out: tests that
 // stop or restart PostgreSQL (they own an embedded cluster whatever the project) and the
 // browser test of the page, which does not depend on the server's version.
-const NOT_ON_PG17 = [...UNIT, ...ONCE, 'test/faults.test.ts', 'test/page.test.ts', 'test/access-browser.test.ts'];
+const NOT_ON_PG17 = [...UNIT, ...ONCE, 'test/faults.test.ts', 'test/journal-faults.test.ts', 'test/page.test.ts', 'test/access-browser.test.ts'];
 
 export default defineConfig(async () => {
   const engine = await probeEngine();
