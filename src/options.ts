@@ -325,6 +325,33 @@ export const OPTIONS: { readonly [K in keyof Config]: OptionSpec<K> } = {
     doc: 'how long journal rows are kept: a number and s, m, h or d (30s, 15m, 24h, 7d); pruned in the background by one pgws process at a time',
     secret: false,
   },
+  rpcSchema: {
+    key: 'rpcSchema',
+    env: 'PGWS_RPC_SCHEMA',
+    flag: '--rpc-schema <schema>',
+    default: undefined,
+    parse: optional(sqlIdentifier),
+    doc: 'schema whose functions a v2 `call` may run, <schema>.<fn>(args jsonb), as PostgREST runs an RPC (PROTOCOL.md section 12); unset: every call is answered not_found',
+    secret: false,
+  },
+  rpcDefaultRole: {
+    key: 'rpcDefaultRole',
+    env: 'PGWS_RPC_DEFAULT_ROLE',
+    flag: '--rpc-default-role <role>',
+    default: undefined,
+    parse: optional(sqlIdentifier),
+    doc: 'role a call runs as when the token has no `role` claim; unset: such calls are refused forbidden',
+    secret: false,
+  },
+  rpcTimeout: {
+    key: 'rpcTimeout',
+    env: 'PGWS_RPC_TIMEOUT',
+    flag: '--rpc-timeout <ms>',
+    default: '5000',
+    parse: integer(1),
+    doc: 'statement_timeout of a call, in milliseconds; over it the call is answered db_error 57014',
+    secret: false,
+  },
   certificateFile: {
     key: 'certificateFile',
     env: 'PGWS_CERTIFICATE_FILE',
@@ -564,6 +591,15 @@ function boolean(raw: string): ParseResult<boolean> {
   if (TRUE_WORDS.includes(word)) return ok(true);
   if (FALSE_WORDS.includes(word)) return ok(false);
   return fail('must be true or false (1/0 and yes/no work too)');
+}
+
+/** A PostgreSQL identifier as written unquoted or quoted: 1 to 63 bytes, no NUL. */
+function sqlIdentifier(raw: string): ParseResult<string> {
+  const name = raw.trim();
+  if (name === '' || Buffer.byteLength(name) > MAX_IDENTIFIER_BYTES || name.includes('\0')) {
+    return fail(`must be a PostgreSQL name of 1 to ${MAX_IDENTIFIER_BYTES} bytes`);
+  }
+  return ok(name);
 }
 
 /** `on`/`off`, and every word `boolean` takes. */

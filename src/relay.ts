@@ -13,7 +13,7 @@ import type { AuthResult } from './auth/index.js';
 import type { Journal } from './db/journal.js';
 import type { TransportSocket } from './transport/types.js';
 import { Close, NOTIFY_PAYLOAD_LIMIT, type Claims, type CloseCode, type Grant, type Json } from './types.js';
-import { createV2Protocol, type V2State } from './v2/protocol.js';
+import { createV2Protocol, type V2Deps, type V2State } from './v2/protocol.js';
 import { createSubscriptionTable } from './v2/subscriptions.js';
 
 export type EnvelopeEvent = 'WebsocketMessage' | 'ConnectionOpen' | 'ConnectionClose';
@@ -76,6 +76,8 @@ export interface RelayOptions {
   readonly authorizeV2?: (token: string) => AuthResult | Promise<AuthResult>;
   /** Subscriptions one v2 socket may hold (PGWS_MAX_SUBSCRIPTIONS; default 100). */
   readonly maxSubscriptions?: number;
+  /** PGWS_RPC_SCHEMA: runs v2 calls (src/rpc.ts). */
+  readonly call?: V2Deps<Session>['call'];
   /** PGWS_JOURNAL=on: v2 subscribes read offsets and history from it (the notifier writes through pgws.publish). */
   readonly journal?: Pick<Journal, 'newestOffset' | 'replay'>;
   readonly log: Logger;
@@ -194,6 +196,7 @@ export function createRelay(opts: RelayOptions): Relay {
       fail: (socket, code, reason) => fail(socket, code, reason),
       log: opts.log,
       ...(opts.journal === undefined ? {} : { journal: opts.journal }),
+      ...(opts.call === undefined ? {} : { call: opts.call }),
     },
     opts.publish,
   );

@@ -11,6 +11,7 @@ import { createOriginPolicy } from './auth/origins.js';
 import { readSocketRequest, type SocketRequest } from './auth/token-source.js';
 import { createListener, type Listener } from './db/listener.js';
 import { createJournal, type Journal } from './db/journal.js';
+import { createRpc } from './rpc.js';
 import { createNotifier } from './db/notifier.js';
 import { bannerAnswer } from './http/banner.js';
 import { createStaticHandler, type StaticHandler } from './http/static.js';
@@ -20,7 +21,7 @@ import { createRelay, type Relay, type Session } from './relay.js';
 import { delay } from './timer.js';
 import { createTransport, planTransport, TransportUnavailableError } from './transport/select.js';
 import type { HttpAnswer, HttpRequest, Transport, TransportHandlers, UpgradeDecision, UpgradeRequest } from './transport/types.js';
-import { Close, type Config } from './types.js';
+import { Close, type Claims, type Config, type Json } from './types.js';
 
 /** The 400 of a pgws.v2 upgrade whose path names a channel (PROTOCOL.md §9). */
 export const V2_PATH = 'Bad request: a pgws.v2 socket opens on / (or /<jwt>) and names channels in its requests';
@@ -130,6 +131,11 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     await listener.start(config.retries);
     await notifier.ping();
     const journal = config.journal ? await startJournal(dbUri, config.journalRetention, log, teardown) : undefined;
+    const rpc =
+      config.rpcSchema === undefined
+        ? undefined
+        : createRpc({ uri: dbUri, schema: config.rpcSchema, defaultRole: config.rpcDefaultRole, timeoutMs: config.rpcTimeout });
+    if (rpc) teardown.push(() => rpc.stop().catch(() => undefined));
 
     const handlers = socketHandlers(config, log, metrics, {
       stopping: () => stopping,
@@ -163,6 +169,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       authorizeV2: (token) => authenticator.authorizeToken(EACH_REQUEST, token),
       maxSubscriptions: config.maxSubscriptions,
       ...(journal === undefined ? {} : { journal }),
+      ...(rpc === undefined ? {} : { call: (claims: Claims, fn: string, args: Json | undefined) => rpc.call(claims, fn, args) }),
       log,
       concurrency: config.poolSize,
       maxQueuedFrames: config.maxQueuedMessages,

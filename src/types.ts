@@ -50,6 +50,12 @@ export interface Config {
   readonly journal: boolean;
   /** Seconds journal rows are kept. */
   readonly journalRetention: number;
+  /** Schema of the functions a v2 `call` may run; undefined: calls are answered not_found (PROTOCOL.md §12). */
+  readonly rpcSchema: string | undefined;
+  /** Role of calls whose token has no `role` claim; undefined: they are refused. */
+  readonly rpcDefaultRole: string | undefined;
+  /** statement_timeout of a call, ms. */
+  readonly rpcTimeout: number;
   readonly certificateFile: string | undefined;
   readonly keyFile: string | undefined;
   /** Port of the admin HTTP server (/health, /ready, /metrics); undefined: health and readiness on the main port, no metrics. */

@@ -10,7 +10,7 @@ import type { AuthResult } from '../auth/index.js';
 import { NotifyTimeoutError } from '../db/batcher.js';
 import type { Logger } from '../log.js';
 import type { TransportSocket } from '../transport/types.js';
-import { Close, NOTIFY_PAYLOAD_LIMIT, type CloseCode, type Grant, type Json } from '../types.js';
+import { Close, NOTIFY_PAYLOAD_LIMIT, type Claims, type CloseCode, type Grant, type Json } from '../types.js';
 import type { Journal } from '../db/journal.js';
 import { compileFilter, parseNotificationObject } from './filter.js';
 import {
@@ -20,6 +20,7 @@ import {
   pongFrame,
   publishedFrame,
   refreshedFrame,
+  resultFrame,
   subscribedFrame,
   unsubscribedFrame,
   type ErrorCode,
@@ -56,6 +57,11 @@ export interface V2Session {
   readonly failed: boolean;
 }
 
+/** What a call answers: its result, or a refusal with one of the codes of PROTOCOL.md §12. */
+export type CallOutcome =
+  | { readonly ok: true; readonly data: Json }
+  | { readonly ok: false; readonly code: 'forbidden' | 'not_found' | 'db_error'; readonly message: string };
+
 export interface V2Deps<S extends V2Session> {
   readonly table: SubscriptionTable;
   readonly maxSubscriptions: number;
@@ -74,6 +80,8 @@ export interface V2Deps<S extends V2Session> {
   /** Closes the socket for an error (the relay's one way to do it). */
   readonly fail: (socket: TransportSocket<S>, code: CloseCode, reason: string) => void;
   readonly log: Logger;
+  /** With PGWS_RPC_SCHEMA: runs a call as the token's role (src/rpc.ts, PROTOCOL.md §12); never rejects. */
+  readonly call?: (claims: Claims, fn: string, args: Json | undefined) => Promise<CallOutcome>;
   /** With PGWS_JOURNAL=on: `subscribed` carries the newest offset, and `since` replays (PROTOCOL.md §10). */
   readonly journal?: Pick<Journal, 'newestOffset' | 'replay'>;
 }
@@ -289,6 +297,17 @@ export function createV2Protocol<S extends V2Session>(
     else apply(verdict);
   }
 
+  /** PROTOCOL.md §12: needs mode w or rw; answered in the order the database finishes. */
+  function call(socket: Socket, state: V2State, id: RequestId | undefined, fn: string, args: Json | undefined): void {
+    if (deps.call === undefined) return refuse(socket, state, id, 'not_found', 'calls are not enabled on this server (PGWS_RPC_SCHEMA is not set)');
+    const { grant } = socket.session;
+    if (grant.mode === 'r') return refuse(socket, state, id, 'forbidden', 'the token\'s mode is "r": calls need "w" or "rw"');
+    deps.call(grant.claims, fn, args).then(
+      (outcome) => (outcome.ok ? answer(socket, state, resultFrame(id, outcome.data)) : refuse(socket, state, id, outcome.code, outcome.message)),
+      (err: unknown) => refuse(socket, state, id, 'db_error', `the call failed: ${errorText(err)}`),
+    );
+  }
+
   function handle(socket: Socket, state: V2State, request: V2Request, at: number): void {
     switch (request.type) {
       case 'subscribe':
@@ -300,8 +319,7 @@ export function createV2Protocol<S extends V2Session>(
       case 'refresh':
         return refresh(socket, state, request.id, request.token);
       case 'call':
-        // Calls are PROTOCOL.md §12, not built yet.
-        return refuse(socket, state, request.id, 'not_found', 'calls are not enabled on this server');
+        return call(socket, state, request.id, request.fn, request.args);
       case 'ping':
         return answer(socket, state, pongFrame(request.id));
     }
