@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [--scenario fanout,inbound] [--system pgws-uws,baseline] [--variant <text>] [--reps 3] [--profile] [--smoke]
+// npm run bench [-- --quick] [--scenario fanout,inbound] (journal: the three journal-* scenarios) [--system pgws-uws,baseline] [--variant <text>] [--reps 3] [--profile] [--smoke]
 //
 // Starts its own PostgreSQL (embedded, as the tests do), then runs every
 // scenario against every system in the same run, repetitions interleaved
@@ -17,6 +17,9 @@ import { connections } from './scenarios/connections.mjs';
 import { fanout } from './scenarios/fanout.mjs';
 import { flood } from './scenarios/flood.mjs';
 import { inbound } from './scenarios/inbound.mjs';
+import { journalCatchup } from './scenarios/journal-catchup.mjs';
+import { journalGrowth } from './scenarios/journal-growth.mjs';
+import { journalInbound } from './scenarios/journal-inbound.mjs';
 import { latency } from './scenarios/latency.mjs';
 import { storm } from './scenarios/storm.mjs';
 import { v2Fanout } from './scenarios/v2-fanout.mjs';
@@ -26,7 +29,9 @@ import { hasTaskset, pinSelf, startServer } from './lib/procs.mjs';
 import { createTokens } from './lib/tokens.mjs';
 import { systemsFor } from './systems.mjs';
 
-const SCENARIOS = [fanout, channels, inbound, flood, connections, storm, latency, v2Fanout, v2Filters, v2Memory];
+const SCENARIOS = [fanout, channels, inbound, flood, connections, storm, latency, v2Fanout, v2Filters, v2Memory, journalInbound, journalCatchup, journalGrowth];
+/** --scenario names that stand for several scenarios. */
+const GROUPS = { journal: ['journal-inbound', 'journal-catchup', 'journal-growth'] };
 const LABELS = {
   framesPerSec: 'frames/s',
   notifPerSec: 'notif/s',
@@ -57,6 +62,24 @@ const LABELS = {
   framesPerNotif: 'frames/notif',
   heapPerSocketKiB: 'JS heap/socket KiB',
   subscriptionsPerSec: 'subscribes/s',
+  journalRows: 'journal rows',
+  replayP50Ms: 'p50 ms',
+  replayMaxMs: 'max ms',
+  replayAllMs: 'all done ms',
+  messagesPerSec: 'messages/s',
+  serverCpuS: 'server CPU-s',
+  dbCpuS: 'PostgreSQL CPU-s',
+  clientCpuS: 'clients CPU-s',
+  serverPeakRssMiB: 'server peak RSS MiB',
+  rows: 'rows',
+  messageBytes: 'message bytes',
+  bytesPerRow: 'bytes/message (table + indexes)',
+  heapBytesPerRow: 'heap bytes/message',
+  indexBytesPerRow: 'index bytes/message',
+  publishPerSec: 'pgws.publish/s (SQL)',
+  prunePerSec: 'pruned rows/s',
+  pruneSeconds: 'pruning s',
+  pruneDbCpuS: 'pruning PostgreSQL CPU-s',
 };
 const RUN_DEADLINE_MS = 45 * 60_000;
 
@@ -77,10 +100,10 @@ const { values: args } = parseArgs({
 const smoke = args.smoke;
 const quick = args.quick || smoke;
 const reps = Math.max(1, Number(args.reps ?? (smoke ? 1 : 3)));
-const wanted = args.scenario ? args.scenario.split(',') : SCENARIOS.map((s) => s.id);
+const wanted = args.scenario ? args.scenario.split(',').flatMap((id) => GROUPS[id] ?? [id]) : SCENARIOS.map((s) => s.id);
 const unknown = wanted.filter((id) => !SCENARIOS.some((s) => s.id === id));
 if (unknown.length) {
-  console.error(`unknown scenario ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.id).join(', ')}`);
+  console.error(`unknown scenario ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.id).join(', ')} (and ${Object.keys(GROUPS).join(', ')}: ${Object.entries(GROUPS).map(([g, ids]) => `${g} = ${ids.join(',')}`).join('; ')})`);
   process.exit(2);
 }
 const systemFilter = args.system?.split(',');
@@ -232,6 +255,8 @@ function fmt(v, key) {
   if (typeof v === 'string') return v;
   if (v === undefined || !Number.isFinite(v)) return 'n/a';
   if (key.startsWith('p') && key.length <= 4) return v < 10 ? v.toFixed(2) : v.toFixed(1);
+  // Milliseconds and CPU-seconds of the journal scenarios: the digits that matter at any size.
+  if (key.endsWith('Ms') || key.endsWith('CpuS')) return v < 1 ? v.toFixed(3) : v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0);
   if (key.endsWith('Cpu') || key.endsWith('Pct')) return v.toFixed(0);
   if (key.endsWith('KiB') || key === 'serverRssMiB' || key.endsWith('Seconds') || key === 'attemptsPerClient' || key === 'serverUsPerNotif') return v.toFixed(1);
   if (v >= 999_500) return `${(v / 1e6).toFixed(2)}M`;

@@ -2,8 +2,9 @@
 //   { id, name, role, start(dbUri, secret, port) -> Promise<{ port, stop() }> }
 // `secret` is an HMAC secret or a public JWK (JSON); `port` 0 means any free port.
 // and runs in its own process (bench/server.mjs), pinned to the server core.
-// role: 'relay' (speaks the pgws protocol), 'fanout-ceiling' (bare uWS, no
-// database, no auth) or 'listen-ceiling' (no sockets: pipelines pg_notify itself).
+// role: 'relay' (speaks the pgws protocol), 'journal-relay' (pgws with PGWS_JOURNAL=on: the
+// journal scenarios alone), 'fanout-ceiling' (bare uWS, no database, no auth) or
+// 'listen-ceiling' (no sockets: pipelines pg_notify itself).
 // To add a system, add an entry here; every scenario picks it up by role.
 import { existsSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
@@ -12,7 +13,7 @@ import path from 'node:path';
 
 const dist = new URL('../dist/', import.meta.url);
 
-async function startPgws(dbUri, secret, transport, port = 0) {
+async function startPgws(dbUri, secret, transport, port = 0, extraEnv = {}) {
   const { loadConfig } = await import(new URL('config.js', dist));
   const { start } = await import(new URL('server.js', dist));
   const env = {
@@ -24,6 +25,7 @@ async function startPgws(dbUri, secret, transport, port = 0) {
     // The connections scenario holds ~19k sockets: above the 10000 default limit.
     PGWS_MAX_CONNECTIONS: '0',
     ...(transport ? { PGWS_TRANSPORT: transport } : {}),
+    ...extraEnv,
   };
   // An empty folder as cwd, so no stray .env is read.
   const loaded = loadConfig({ argv: ['node', 'pgws'], env, cwd: mkdtempSync(path.join(tmpdir(), 'pgws-bench-')) });
@@ -45,6 +47,16 @@ export const SYSTEMS = [
     // Present once the `ws` transport (PGWS_TRANSPORT=ws) has landed.
     available: () => existsSync(new URL('transport/ws.js', dist)),
     start: (db, secret, port) => startPgws(db, secret, 'ws', port),
+  },
+  {
+    // pgws with the journal (PROTOCOL.md section 10): socket frames go through pgws.publish.
+    // Its own role, so only the journal scenarios run it; they install the journal's SQL in the
+    // bench's database first (bench/scenarios/journal-shared.mjs).
+    id: 'pgws-uws-journal',
+    name: 'pgws (uws, journal)',
+    role: 'journal-relay',
+    available: () => existsSync(new URL('sql/journal.js', dist)),
+    start: (db, secret, port) => startPgws(db, secret, undefined, port, { PGWS_JOURNAL: 'on' }),
   },
   {
     id: 'baseline',
