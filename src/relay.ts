@@ -76,6 +76,8 @@ export interface RelayOptions {
   readonly authorizeV2?: (token: string) => AuthResult | Promise<AuthResult>;
   /** Subscriptions one v2 socket may hold (PGWS_MAX_SUBSCRIPTIONS; default 100). */
   readonly maxSubscriptions?: number;
+  /** A v2 replay writes while a socket holds less than this (half of PGWS_MAX_BACKPRESSURE). */
+  readonly replayRoomBytes?: number;
   /** PGWS_RPC_SCHEMA: runs v2 calls (src/rpc.ts). */
   readonly call?: V2Deps<Session>['call'];
   /** PGWS_JOURNAL=on: v2 subscribes read offsets and history from it (the notifier writes through pgws.publish). */
@@ -197,6 +199,7 @@ export function createRelay(opts: RelayOptions): Relay {
       log: opts.log,
       ...(opts.journal === undefined ? {} : { journal: opts.journal }),
       ...(opts.call === undefined ? {} : { call: opts.call }),
+      ...(opts.replayRoomBytes === undefined ? {} : { replayRoomBytes: opts.replayRoomBytes }),
     },
     opts.publish,
   );
@@ -346,6 +349,7 @@ export function createRelay(opts: RelayOptions): Relay {
       const channel = routeNotification(dbChannel, payload);
       opts.publish(v1Topic(channel), payload, own?.socket);
       v2.deliver(channel, payload, own?.socket, journaled?.offset);
+      if (journaled !== undefined) v2.offsetSeen(journaled.offset);
     },
 
     onOpen(socket) {

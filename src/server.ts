@@ -169,6 +169,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       authorizeV2: (token) => authenticator.authorizeToken(EACH_REQUEST, token),
       maxSubscriptions: config.maxSubscriptions,
       ...(journal === undefined ? {} : { journal }),
+      replayRoomBytes: Math.floor(config.maxBackpressure / 2),
       ...(rpc === undefined ? {} : { call: (claims: Claims, fn: string, args: Json | undefined) => rpc.call(claims, fn, args) }),
       log,
       concurrency: config.poolSize,

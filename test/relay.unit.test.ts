@@ -148,6 +148,8 @@ function fakeSocket(session: Session, { canPause = true } = {}): FakeSocket {
     send: (): SendResult => 'sent',
     close: (code, reason) => void closedWith.push({ code, reason }),
     subscribe: (channel) => void subscribed.push(channel),
+    unsubscribe: (topic) => void subscribed.splice(subscribed.indexOf(topic), 1),
+    cork: (write) => write(),
     bufferedAmount: () => 0,
     pause: () => {
       if (canPause) flow.push('pause');

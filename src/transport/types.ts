@@ -59,6 +59,11 @@ export interface TransportSocket<S> {
   subscribe(topic: string): void;
   /** Stop receiving a topic's publishes. Safe when not subscribed or closed. */
   unsubscribe(topic: string): void;
+  /**
+   * Runs `write`, whose sends the engine may gather into one write (uWS: `cork`; ws gathers a
+   * tick's frames anyway). For many sends outside an engine callback, such as a history replay.
+   */
+  cork(write: () => void): void;
   bufferedAmount(): number;
   /**
    * Stop reading from the socket (flow control): TCP then slows the client down. Frames

@@ -384,6 +384,11 @@ class UwsSocket<S> implements TransportSocket<S> {
     if (!this.closed) this.ws.unsubscribe(topic);
   }
 
+  cork(write: () => void): void {
+    if (this.closed) write();
+    else this.ws.cork(write);
+  }
+
   bufferedAmount(): number {
     return this.closed ? 0 : this.ws.getBufferedAmount();
   }

@@ -11,7 +11,8 @@ import { NotifyTimeoutError } from '../db/batcher.js';
 import type { Logger } from '../log.js';
 import type { TransportSocket } from '../transport/types.js';
 import { Close, NOTIFY_PAYLOAD_LIMIT, type Claims, type CloseCode, type Grant, type Json } from '../types.js';
-import type { Journal } from '../db/journal.js';
+import type { Journal, JournalRow } from '../db/journal.js';
+import { delay } from '../timer.js';
 import { compileFilter, parseNotificationObject } from './filter.js';
 import {
   errorFrame,
@@ -28,6 +29,24 @@ import {
   type V2Request,
 } from './frames.js';
 import type { Subscription, SubscriptionTable } from './subscriptions.js';
+
+/** Rows of a replay written at once (one corked write). */
+const REPLAY_CHUNK_ROWS = 256;
+const DEFAULT_REPLAY_ROOM_BYTES = 512 * 1024;
+/** How often a replay waiting for room looks again. */
+const REPLAY_POLL_MS = 5;
+
+/** Resolves once the socket holds less than `bytes` waiting to be written, or is closed. */
+async function roomFor(socket: TransportSocket<V2Session>, state: V2State, bytes: number): Promise<void> {
+  while (!state.closed && socket.bufferedAmount() >= bytes) await delay(REPLAY_POLL_MS);
+}
+
+/**
+ * How long a replay waits for the listener to deliver the newest row it replayed. Until then a
+ * row's NOTIFY may still be on its way and would reach the socket a second time, live; after it
+ * (the listener is down), the subscription goes live anyway.
+ */
+const LISTENER_CATCH_UP_MS = 5000;
 
 /** Frames that are not JSON a v2 socket may send in a row; one more closes it 1008. */
 export const MAX_NOT_JSON_IN_A_ROW = 10;
@@ -82,6 +101,8 @@ export interface V2Deps<S extends V2Session> {
   readonly log: Logger;
   /** With PGWS_RPC_SCHEMA: runs a call as the token's role (src/rpc.ts, PROTOCOL.md §12); never rejects. */
   readonly call?: (claims: Claims, fn: string, args: Json | undefined) => Promise<CallOutcome>;
+  /** A replay writes its next chunk only while the socket holds less than this (half of PGWS_MAX_BACKPRESSURE). */
+  readonly replayRoomBytes?: number;
   /** With PGWS_JOURNAL=on: `subscribed` carries the newest offset, and `since` replays (PROTOCOL.md §10). */
   readonly journal?: Pick<Journal, 'newestOffset' | 'replay'>;
 }
@@ -110,6 +131,8 @@ export interface V2Protocol<S extends V2Session> {
   deliver(channel: string, text: string, origin: TransportSocket<S> | undefined, offset?: string): void;
   /** Subscriptions held by sockets now, counted once per socket. */
   held(): number;
+  /** The listener delivered a journaled message with this offset (they arrive in commit order). */
+  offsetSeen(offset: string): void;
 }
 
 /** Whether a v2 grant allows a channel: listed by the token, or any when it lists none. */
@@ -124,6 +147,27 @@ export function createV2Protocol<S extends V2Session>(
   type Socket = TransportSocket<S>;
   const { table } = deps;
   let held = 0;
+  /** The highest journal offset the listener has delivered, and replays waiting for one. */
+  let seenOffset = 0n;
+  const offsetWaiters = new Set<{ readonly until: bigint; readonly done: () => void }>();
+
+  /** Resolves once the listener delivered `until` (or a later offset), or after `ms`. */
+  function offsetDelivered(until: bigint, ms: number): Promise<void> {
+    if (seenOffset >= until) return Promise.resolve();
+    return new Promise((resolve) => {
+      const waiter = {
+        until,
+        done: () => {
+          clearTimeout(timer);
+          offsetWaiters.delete(waiter);
+          resolve();
+        },
+      };
+      const timer = setTimeout(waiter.done, ms);
+      offsetWaiters.add(waiter);
+    });
+  }
+
   /** Subscriptions that sockets are catching up on, with those sockets' waiting frames. */
   const catchUps = new Map<Subscription, Set<CatchUp>>();
 
@@ -199,27 +243,51 @@ export function createV2Protocol<S extends V2Session>(
       const offset = await journal.newestOffset(channel);
       return { offset, replay: since === undefined ? undefined : await journal.replay(channel, since) };
     };
+    // Unsubscribed, revoked by a refresh, or closed meanwhile: nothing more is sent.
+    const ended = (): boolean => state.closed || !state.subs.includes(subscription);
     read().then(
-      ({ offset, replay }) => {
-        stopCatchingUp(subscription, entry);
-        // Unsubscribed, revoked by a refresh, or closed meanwhile: there is nothing to start.
-        if (state.closed || !state.subs.includes(subscription)) {
+      async ({ offset, replay }) => {
+        if (ended()) {
+          stopCatchingUp(subscription, entry);
           return refuse(socket, state, id, 'not_subscribed', 'the subscription ended before its history was read');
         }
         answer(socket, state, subscribedFrame(id, channel, sub, offset, replay === undefined ? undefined : replay.complete));
         let last = since === undefined ? undefined : BigInt(since);
         if (replay?.complete === true) {
-          for (const row of replay.rows) {
-            if (!subscription.filter.matches(parseNotificationObject(row.message))) continue;
-            answer(socket, state, messageFrame(sub, channel, row.message, true, row.offset));
+          const { rows } = replay;
+          const everything = subscription.filter.key === '';
+          // In chunks, each one write, and only while the socket has room: a long history must
+          // not make a healthy reader look slow (the slow-reader rule would close it 1008).
+          // Live frames keep waiting in `entry` meanwhile.
+          for (let next = 0; next < rows.length; ) {
+            await roomFor(socket, state, deps.replayRoomBytes ?? DEFAULT_REPLAY_ROOM_BYTES);
+            if (ended()) return stopCatchingUp(subscription, entry);
+            const until = Math.min(next + REPLAY_CHUNK_ROWS, rows.length);
+            socket.cork(() => {
+              for (; next < until; next++) {
+                const row = rows[next] as JournalRow;
+                if (everything || subscription.filter.matches(parseNotificationObject(row.message))) {
+                  answer(socket, state, messageFrame(sub, channel, row.message, true, row.offset));
+                }
+              }
+            });
           }
-          const newest = replay.rows.at(-1);
-          if (newest !== undefined) last = BigInt(newest.offset);
+          const newest = rows.at(-1);
+          if (newest !== undefined) {
+            last = BigInt(newest.offset);
+            // Replayed rows whose NOTIFY has not reached pgws yet would come again, live:
+            // stay off the topic (their frames wait here, and are dropped) until it has.
+            await offsetDelivered(last, LISTENER_CATCH_UP_MS);
+          }
         } else last = undefined; // No history sent: every live frame counts.
-        for (const { frame, offset: at } of entry.waiting) {
-          if (last !== undefined && at !== undefined && BigInt(at) <= last) continue;
-          answer(socket, state, frame);
-        }
+        stopCatchingUp(subscription, entry);
+        if (ended()) return;
+        socket.cork(() => {
+          for (const { frame, offset: at } of entry.waiting) {
+            if (last !== undefined && at !== undefined && BigInt(at) <= last) continue;
+            answer(socket, state, frame);
+          }
+        });
         socket.subscribe(subscription.topic);
       },
       (err: unknown) => {
@@ -228,7 +296,7 @@ export function createV2Protocol<S extends V2Session>(
         if (state.subs.includes(subscription)) end(socket, state, subscription);
         refuse(socket, state, id, 'db_error', `could not read the journal: ${errorText(err)}`);
       },
-    );
+    ).catch((err: unknown) => deps.log.error({ channel, err: errorText(err) }, 'v2 subscribe: replay failed'));
   }
 
   function end(socket: Socket, state: V2State, subscription: Subscription): void {
@@ -374,6 +442,13 @@ export function createV2Protocol<S extends V2Session>(
     },
 
     held: () => held,
+
+    offsetSeen(offset) {
+      const value = BigInt(offset);
+      if (value <= seenOffset) return;
+      seenOffset = value;
+      for (const waiter of offsetWaiters) if (waiter.until <= value) waiter.done();
+    },
   };
 }
 
