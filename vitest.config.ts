@@ -25,7 +25,7 @@ const UNIT = [
 // Tests of how pgws is shipped and started, not of a transport: run once, on the transport
 // pgws picks by itself. The image and compose tests skip, with the reason, where no Docker
 // engine answers.
-const ONCE = ['test/container-image.test.ts', 'test/compose.test.ts', 'test/embedded-private.test.ts', 'test/token-command.test.ts'];
+const ONCE = ['test/container-image.test.ts', 'test/compose.test.ts', 'test/embedded-private.test.ts', 'test/token-command.test.ts', 'test/sql-command.test.ts'];
 
 // Every other file is the conformance suite: it runs once per transport (the harness reads
 // `transport` with inject()), so a behaviour difference between uws and ws fails a test.

@@ -22,6 +22,10 @@ const SUB_COMMANDS: Readonly<Record<string, SubCommand>> = {
     summary: 'print a JWT signed with PGWS_JWT_SECRET, for development and scripts (no database needed)',
     load: () => import('./commands/token.js'),
   },
+  sql: {
+    summary: 'print (or run, with --apply) the SQL of the journal (install) and of table feeds (feed, unfeed)',
+    load: () => import('./commands/sql.js'),
+  },
 };
 
 export async function main(argv: string[]): Promise<void> {
