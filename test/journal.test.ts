@@ -101,6 +101,23 @@ describe('offsets', () => {
   });
 });
 
+describe('batches through the journal', () => {
+  it('numbers a fast writer\'s frames in the order it sent them, batch after batch (pgws.publish_batch)', async () => {
+    const target = channel();
+    const reader = await v2({ mode: 'r' });
+    await reader.request({ type: 'subscribe', channel: target });
+    const writer = await connect(`${srv.url}/${target}/${await token({ mode: 'w' })}`);
+    const sent = Array.from({ length: 300 }, (_, i) => `frame ${i}`);
+    for (const text of sent) writer.send(text);
+    const frames = await messages(reader, sent.length);
+    expect(frames.map(payloadOf)).toEqual(sent);
+    const offsets = frames.map((f) => BigInt(f.offset as string));
+    for (let i = 1; i < offsets.length; i++) expect(offsets[i]).toBeGreaterThan(offsets[i - 1] as bigint);
+    const rows = await db.sql<{ payload: string }[]>`SELECT message::json->>'payload' AS payload FROM pgws.journal WHERE channel = ${target} ORDER BY journal.id`;
+    expect(rows.map((r) => r.payload)).toEqual(sent);
+  });
+});
+
 describe('catch-up with since', () => {
   it('replays what a client missed from SQL, v1 frames and v2 publishes, once and in order, then live messages, while a writer keeps writing', async () => {
     const target = channel();

@@ -34,10 +34,15 @@ export function createNotifier(uri: string, poolSize: number, journal = false): 
       // PostgreSQL's 1664-column limit).
       // `::text::json`, not `::json`: told the parameter is json, postgres.js
       // would JSON-encode our already-encoded array a second time.
-      // With the journal, the same shape: pgws.publish is called once per element, in array
-      // order, in the one transaction (each call takes the journal's lock, held to the commit).
+      // With the journal: pgws.publish_batch stores and NOTIFYs the whole batch in array order
+      // under one lock, set-based; each envelope's channel is read here (pgws encoded it), so
+      // PostgreSQL, the busier side, parses no JSON.
       if (journal) {
-        await sql.unsafe('SELECT count(pgws.publish(p)) FROM json_array_elements_text($1::text::json) AS p', [JSON.stringify(payloads)]);
+        const channels = payloads.map((payload) => (JSON.parse(payload) as { channel: string }).channel);
+        await sql.unsafe(
+          'SELECT pgws.publish_batch(ARRAY(SELECT json_array_elements_text($1::text::json)), ARRAY(SELECT json_array_elements_text($2::text::json)))',
+          [JSON.stringify(channels), JSON.stringify(payloads)],
+        );
         return;
       }
       await sql.unsafe('SELECT count(pg_notify($1, p)) FROM json_array_elements_text($2::text::json) AS p', [

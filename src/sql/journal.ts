@@ -73,6 +73,29 @@ BEGIN
 END
 $pgws$;
 
+-- pgws's own batches (PGWS_JOURNAL=on): messages[i] goes to channels[i], numbered and NOTIFYed in
+-- array order, under one lock, in one set-based statement. For pgws, whose messages are JSON
+-- objects it encoded itself (not checked here): use pgws.publish from your own SQL.
+CREATE OR REPLACE FUNCTION pgws.publish_batch(channels text[], messages text[]) RETURNS bigint
+LANGUAGE plpgsql AS $pgws$
+DECLARE
+  sent bigint;
+BEGIN
+  PERFORM pg_advisory_xact_lock(${JOURNAL_WRITE_LOCK});
+  -- nextval, a volatile function, is evaluated after the sort: ids follow the array order.
+  WITH stored AS (
+    INSERT INTO pgws.journal (id, channel, message)
+    SELECT nextval('pgws.journal_id'), t.channel, t.message
+    FROM unnest(channels, messages) WITH ORDINALITY AS t(channel, message, n)
+    ORDER BY t.n
+    RETURNING id, message
+  )
+  SELECT count(pg_notify(${sqlLiteral(listenChannel)}, '{"pgws_offset":"' || id || '",' || substr(message, 2)))
+  INTO sent FROM (SELECT id, message FROM stored ORDER BY id) AS ordered;
+  RETURN sent;
+END
+$pgws$;
+
 -- The journaled form of pg_notify(<listen channel>, json_build_object('channel', ..., 'payload', ...)::text).
 CREATE OR REPLACE FUNCTION pgws.send(channel text, payload text) RETURNS bigint
 LANGUAGE sql AS $pgws$
