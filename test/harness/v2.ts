@@ -3,8 +3,7 @@
 // to requests by id; `message` frames and unsolicited frames (an `unsubscribed` after a
 // refresh, an error with id null) are queued in arrival order.
 import WebSocket from 'ws';
-import type { Closed } from './client.js';
-import { track } from './leftovers.js';
+import { closedOf, frameText, upgradeOutcome, type Closed, type UpgradeOutcome } from './client.js';
 
 export type Frame = Record<string, unknown> & { readonly type: string };
 
@@ -24,115 +23,101 @@ export interface V2Client {
   close(): Promise<Closed>;
 }
 
-export type V2Open = { readonly ok: true; readonly client: V2Client } | { readonly ok: false; readonly status: number; readonly body: string };
+export type V2Open = { readonly ok: true; readonly client: V2Client } | Extract<UpgradeOutcome, { ok: false }>;
 
 /**
  * Opens `url` offering pgws.v2; `token` goes in a `pgws.bearer.` subprotocol when given (else it
  * is expected in the URL).
  */
-export function openV2(url: string, token?: string, options: WebSocket.ClientOptions = {}): Promise<V2Open> {
+export async function openV2(url: string, token?: string, options: WebSocket.ClientOptions = {}): Promise<V2Open> {
   const protocols = token === undefined ? ['pgws.v2'] : ['pgws.v2', `pgws.bearer.${token}`];
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, protocols, options);
-    const texts: string[] = [];
-    const pending = new Map<unknown, (frame: Frame) => void>();
-    const queue: Frame[] = [];
-    const waiting: ((frame: Frame) => void)[] = [];
-    let nextId = 1;
-    ws.on('message', (data: WebSocket.RawData) => {
-      const text = Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
-      texts.push(text);
-      const frame = JSON.parse(text) as Frame;
-      const answer = frame.type !== 'message' && 'id' in frame && frame.id !== null ? pending.get(frame.id) : undefined;
-      if (answer !== undefined) {
-        pending.delete(frame.id);
-        answer(frame);
-        return;
-      }
-      const waiter = waiting.shift();
-      if (waiter) waiter(frame);
-      else queue.push(frame);
-    });
-    const closed = new Promise<Closed>((res) => ws.on('close', (code, reason) => res({ code, reason: reason.toString() })));
-    ws.once('unexpected-response', (_req, res) => {
-      let body = '';
-      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-      res.on('end', () => resolve({ ok: false, status: res.statusCode ?? 0, body }));
-      res.on('error', reject);
-    });
-    ws.once('error', (err) => reject(err));
-    ws.once('open', () => {
-      ws.removeAllListeners('error');
-      ws.on('error', () => undefined);
-      const waitFor = <T>(register: (deliver: (value: T) => void) => () => void, timeoutMs: number, what: string): Promise<T> =>
-        new Promise((res, rej) => {
-          const timer = setTimeout(() => {
-            unregister();
-            rej(new Error(`${what}: nothing within ${timeoutMs} ms`));
-          }, timeoutMs);
-          const unregister = register((value) => {
-            clearTimeout(timer);
-            res(value);
-          });
-          void closed.then(({ code, reason }) => {
-            clearTimeout(timer);
-            unregister();
-            rej(new Error(`${what}: socket closed (${code} ${reason})`));
-          });
-        });
-      const client: V2Client = {
-        ws,
-        texts,
-        request(frame, timeoutMs = 5000) {
-          const id = 'id' in frame ? frame.id : nextId++;
-          const answer = waitFor<Frame>(
-            (deliver) => {
-              pending.set(id, deliver);
-              return () => pending.delete(id);
-            },
-            timeoutMs,
-            `answer to ${String(frame.type)} ${JSON.stringify(id)}`,
-          );
-          ws.send(JSON.stringify({ ...frame, id }));
-          return answer;
-        },
-        sendRaw(text) {
-          ws.send(text);
-        },
-        next(timeoutMs = 5000) {
-          const queued = queue.shift();
-          if (queued !== undefined) return Promise.resolve(queued);
-          return waitFor<Frame>(
-            (deliver) => {
-              waiting.push(deliver);
-              return () => {
-                const at = waiting.indexOf(deliver);
-                if (at !== -1) waiting.splice(at, 1);
-              };
-            },
-            timeoutMs,
-            'next frame',
-          );
-        },
-        async expectNothing(ms = 300) {
-          const got = await client.next(ms).then(
-            (frame) => frame,
-            () => undefined,
-          );
-          if (got !== undefined) throw new Error(`expected no frame, got ${JSON.stringify(got)}`);
-        },
-        closed,
-        async close() {
-          if (ws.readyState === WebSocket.OPEN) ws.close(1000);
-          return closed;
-        },
-      };
-      track(() => {
-        if (ws.readyState !== WebSocket.CLOSED) ws.terminate();
-      });
-      resolve({ ok: true, client });
-    });
+  const ws = new WebSocket(url, protocols, options);
+  const texts: string[] = [];
+  const pending = new Map<unknown, (frame: Frame) => void>();
+  const queue: Frame[] = [];
+  const waiting: ((frame: Frame) => void)[] = [];
+  let nextId = 1;
+  ws.on('message', (data: WebSocket.RawData) => {
+    const text = frameText(data);
+    texts.push(text);
+    const frame = JSON.parse(text) as Frame;
+    const answer = frame.type !== 'message' && 'id' in frame && frame.id !== null ? pending.get(frame.id) : undefined;
+    if (answer !== undefined) {
+      pending.delete(frame.id);
+      answer(frame);
+      return;
+    }
+    const waiter = waiting.shift();
+    if (waiter) waiter(frame);
+    else queue.push(frame);
   });
+  const closed = closedOf(ws);
+  const outcome = await upgradeOutcome(ws);
+  if (!outcome.ok) return outcome;
+  const waitFor = <T>(register: (deliver: (value: T) => void) => () => void, timeoutMs: number, what: string): Promise<T> =>
+    new Promise((res, rej) => {
+      const timer = setTimeout(() => {
+        unregister();
+        rej(new Error(`${what}: nothing within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const unregister = register((value) => {
+        clearTimeout(timer);
+        res(value);
+      });
+      void closed.then(({ code, reason }) => {
+        clearTimeout(timer);
+        unregister();
+        rej(new Error(`${what}: socket closed (${code} ${reason})`));
+      });
+    });
+  const client: V2Client = {
+    ws,
+    texts,
+    request(frame, timeoutMs = 5000) {
+      const id = 'id' in frame ? frame.id : nextId++;
+      const answer = waitFor<Frame>(
+        (deliver) => {
+          pending.set(id, deliver);
+          return () => pending.delete(id);
+        },
+        timeoutMs,
+        `answer to ${String(frame.type)} ${JSON.stringify(id)}`,
+      );
+      ws.send(JSON.stringify({ ...frame, id }));
+      return answer;
+    },
+    sendRaw(text) {
+      ws.send(text);
+    },
+    next(timeoutMs = 5000) {
+      const queued = queue.shift();
+      if (queued !== undefined) return Promise.resolve(queued);
+      return waitFor<Frame>(
+        (deliver) => {
+          waiting.push(deliver);
+          return () => {
+            const at = waiting.indexOf(deliver);
+            if (at !== -1) waiting.splice(at, 1);
+          };
+        },
+        timeoutMs,
+        'next frame',
+      );
+    },
+    async expectNothing(ms = 300) {
+      const got = await client.next(ms).then(
+        (frame) => frame,
+        () => undefined,
+      );
+      if (got !== undefined) throw new Error(`expected no frame, got ${JSON.stringify(got)}`);
+    },
+    closed,
+    async close() {
+      if (ws.readyState === WebSocket.OPEN) ws.close(1000);
+      return closed;
+    },
+  };
+  return { ok: true, client };
 }
 
 /** openV2 that must succeed. */
