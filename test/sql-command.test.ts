@@ -2,8 +2,6 @@
 // child process. The SQL comes alone on stdout; --apply runs it against PGWS_DB_URI and says
 // on stderr what it did; a database that refuses is exit 1 with one line that never shows the
 // password; a bad command line is exit 2.
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,33 +9,16 @@ import postgres from 'postgres';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { feedSql, unfeedSql } from '../src/sql/feed.js';
 import { installSql } from '../src/sql/journal.js';
-import { cleanEnv, runPgws } from './harness/child.js';
+import { cleanEnv, collectRun, runPgws, type Run } from './harness/child.js';
 import { createTestDatabase, type TestDatabase } from './harness/db.js';
 import { track } from './harness/leftovers.js';
 
 const DEFAULT_LISTEN = 'postgres-websockets-listener';
 
-interface Run {
-  readonly code: number | null;
-  /** Everything written to stdout, byte for byte. */
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 /** `pgws sql ...args` through the harness, with only `env`'s PGWS_ variables. */
 async function pgwsSql(args: readonly string[], env: Record<string, string> = {}, cwd?: string): Promise<Run> {
   const child = runPgws(['sql', ...args], cleanEnv(env), cwd === undefined ? {} : { cwd });
-  return collect(child.proc);
-}
-
-/** Reads a child's whole output: 'close' comes after the last byte of stdout and stderr. */
-async function collect(proc: ReturnType<typeof spawn>): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  proc.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  proc.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const [code] = (await once(proc, 'close')) as [number | null];
-  return { code, stdout, stderr };
+  return collectRun(child.proc);
 }
 
 function tempDir(): string {
@@ -203,7 +184,7 @@ describe('pgws sql: the command line', () => {
     expect(feed).toMatchObject({ code: 0, stderr: '' });
     expect(feed.stdout).toMatch(/^Usage: pgws sql feed <schema\.table>/);
     for (const flag of ['--channel <name>', '--columns <a,b,c>', '--apply', '--listen-channel <name>', '--db-uri <uri>']) expect(feed.stdout).toContain(flag);
-    const top = await collect(runPgws(['--help'], cleanEnv()).proc);
+    const top = await collectRun(runPgws(['--help'], cleanEnv()).proc);
     expect(top.stdout).toMatch(/pgws sql +print \(or run, with --apply\)/);
   });
 });

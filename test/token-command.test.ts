@@ -2,14 +2,13 @@
 // database and no PGWS_DB_URI. The printed token must verify with the configured key, carry
 // the asked-for claims, come alone on stdout, and open a socket on a real server.
 import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, type JWK } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createAuthenticator } from '../src/auth/index.js';
-import { BIN, cleanEnv, runPgws } from './harness/child.js';
+import { BIN, cleanEnv, collectRun, runPgws, type Run } from './harness/child.js';
 import { connect } from './harness/client.js';
 import { createTestDatabase, type TestDatabase } from './harness/db.js';
 import { track } from './harness/leftovers.js';
@@ -17,27 +16,10 @@ import { LISTEN_CHANNEL, SECRET, startPgws } from './harness/pgws.js';
 
 const SECRET_BYTES = new TextEncoder().encode(SECRET);
 
-interface Run {
-  readonly code: number | null;
-  /** Everything written to stdout, byte for byte. */
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 /** `pgws token ...args` through the harness, with only `env`'s PGWS_ variables. */
 async function pgwsToken(args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
   const child = runPgws(['token', ...args], cleanEnv(env));
-  return collect(child.proc);
-}
-
-/** Reads a child's whole output: 'close' comes after the last byte of stdout and stderr. */
-async function collect(proc: ReturnType<typeof spawn>): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  proc.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  proc.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const [code] = (await once(proc, 'close')) as [number | null];
-  return { code, stdout, stderr };
+  return collectRun(child.proc);
 }
 
 function tempDir(): string {
@@ -129,7 +111,7 @@ describe('pgws token: where the secret comes from', () => {
     const dir = tempDir();
     writeFileSync(join(dir, '.env'), 'PGWS_JWT_SECRET=the-secret-of-the-dotenv-file\n');
     const run = async (args: string[], env: Record<string, string>): Promise<Run> =>
-      collect(spawn(process.execPath, [BIN, 'token', '--mode', 'r', ...args], { cwd: dir, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }));
+      collectRun(spawn(process.execPath, [BIN, 'token', '--mode', 'r', ...args], { cwd: dir, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }));
     const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
     await jwtVerify(printedToken(await run([], {})), bytes('the-secret-of-the-dotenv-file'));
     await jwtVerify(printedToken(await run([], { PGWS_JWT_SECRET: 'the-secret-of-the-environment' })), bytes('the-secret-of-the-environment'));
@@ -228,7 +210,7 @@ describe('pgws token: help', () => {
   });
 
   it('is named in pgws --help', async () => {
-    const run = await collect(runPgws(['--help'], cleanEnv()).proc);
+    const run = await collectRun(runPgws(['--help'], cleanEnv()).proc);
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/^ {2}pgws token {2}\S/m);
   });

@@ -1,5 +1,6 @@
 // bin/pgws.js as a child process, as users and supervisors run it.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -90,3 +91,21 @@ export const logMsg = (msg: string) => (line: string): boolean => {
     return false;
   }
 };
+
+/** What a finished command printed, and its exit code. */
+export interface Run {
+  readonly code: number | null;
+  /** Everything written to stdout, byte for byte. */
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Reads a child's whole output: 'close' comes after the last byte of stdout and stderr. */
+export async function collectRun(proc: ChildProcess): Promise<Run> {
+  let stdout = '';
+  let stderr = '';
+  proc.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  proc.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const [code] = (await once(proc, 'close')) as [number | null];
+  return { code, stdout, stderr };
+}
