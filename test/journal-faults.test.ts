@@ -2,28 +2,18 @@
 // nothing after a pgws process is SIGKILLed and started again, or after PostgreSQL restarts
 // under a running pgws; and the client library (pgws/client) resumes from its last offset by
 // itself. Real processes, a real cluster this file owns (it is restarted), raw and library clients.
-import postgres from 'postgres';
 import WebSocket from 'ws';
 import { describe, expect, it } from 'vitest';
 import { connect as connectClient } from '../client/src/index.js';
 import { freePort } from '../src/embedded.js';
-import { installSql } from '../src/sql/journal.js';
 import { logMsg, runPgws } from './harness/child.js';
 import { ownCluster, type Sql } from './harness/db.js';
+import { installJournal } from './harness/journal.js';
 import { track } from './harness/leftovers.js';
 import { LISTEN_CHANNEL, SECRET, startPgws } from './harness/pgws.js';
 import { token } from './harness/tokens.js';
 import { connectV2, type Frame, type V2Client } from './harness/v2.js';
 import { eventually, until, within } from './harness/within.js';
-
-async function install(uri: string): Promise<void> {
-  const one = postgres(uri, { max: 1, onnotice: () => undefined });
-  try {
-    await one.unsafe(installSql(LISTEN_CHANNEL));
-  } finally {
-    await one.end();
-  }
-}
 
 async function send(sql: Sql, target: string, payload: string): Promise<string> {
   const [row] = await sql<{ id: string }[]>`SELECT pgws.send(${target}, ${payload})::text AS id`;
@@ -48,7 +38,7 @@ async function messages(client: V2Client, n: number): Promise<Frame[]> {
 describe('resuming with since after faults', () => {
   it('a pgws process SIGKILLed and started again: a client resuming with since gets what was sent meanwhile, once, in order', async () => {
     const cluster = await ownCluster();
-    await install(cluster.uri);
+    await installJournal(cluster.uri);
     const port = await freePort();
     const args = ['--db-uri', cluster.uri, '--jwt-secret', SECRET, '--host', '127.0.0.1', '--port', String(port), '--journal', 'on'];
     const first = runPgws(args);
@@ -79,7 +69,7 @@ describe('resuming with since after faults', () => {
 
   it('PostgreSQL restarted under a running pgws: what was committed while the listener was away is replayed to a client resuming with since', async () => {
     const cluster = await ownCluster();
-    await install(cluster.uri);
+    await installJournal(cluster.uri);
     const srv = await startPgws(cluster.uri, { journal: true, checkListenerInterval: 200 });
     const reader = await token({ mode: 'r' });
     const live = await connectV2(`${srv.url}/`, reader);
@@ -111,7 +101,7 @@ describe('resuming with since after faults', () => {
 
   it('the client library resumes from its last offset after a reconnect: recovered true, the missed messages once, in order', async () => {
     const cluster = await ownCluster();
-    await install(cluster.uri);
+    await installJournal(cluster.uri);
     const port = await freePort();
     const first = await startPgws(cluster.uri, { journal: true, port });
     const client = connectClient(`ws://127.0.0.1:${port}/`, {

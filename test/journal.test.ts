@@ -3,12 +3,12 @@
 // stripped for v1 and carried by v2, frames and publishes journaled, `subscribed.offset`,
 // catch-up with `since` while a writer keeps writing (no gap, no duplicate), filters on the
 // history, the 10000-row limit, pruning, and the start-up check.
-import postgres from 'postgres';
 import type { JWTPayload } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { installSql, MAX_REPLAY_ROWS } from '../src/sql/journal.js';
+import { MAX_REPLAY_ROWS } from '../src/sql/journal.js';
 import { connect } from './harness/client.js';
 import { createTestDatabase, type TestDatabase } from './harness/db.js';
+import { installJournal } from './harness/journal.js';
 import { LISTEN_CHANNEL, startPgws, type TestServer } from './harness/pgws.js';
 import { token } from './harness/tokens.js';
 import { connectV2, type Frame, type V2Client } from './harness/v2.js';
@@ -18,16 +18,6 @@ let db: TestDatabase;
 let srv: TestServer;
 let fresh = 0;
 const channel = (): string => `j${++fresh}-${Date.now().toString(36)}`;
-
-async function install(uri: string): Promise<void> {
-  // The SQL has its own BEGIN/COMMIT: one connection, not a pool.
-  const one = postgres(uri, { max: 1, onnotice: () => undefined });
-  try {
-    await one.unsafe(installSql(LISTEN_CHANNEL));
-  } finally {
-    await one.end();
-  }
-}
 
 async function v2(claims: JWTPayload = { mode: 'rw' }, server: TestServer = srv): Promise<V2Client> {
   return connectV2(`${server.url}/`, await token(claims));
@@ -55,9 +45,9 @@ const payloadOf = (frame: Frame): unknown => (frame.data as { payload?: unknown 
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  await install(db.uri);
+  await installJournal(db.uri);
   // Applied twice: idempotent.
-  await install(db.uri);
+  await installJournal(db.uri);
   srv = await startPgws(db.uri, { journal: true });
 });
 
