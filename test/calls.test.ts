@@ -2,21 +2,18 @@
 // of PGWS_RPC_SCHEMA as the token's role, with request.jwt.claims, on a pgws that connects as a
 // non-superuser "authenticator" (the PostgREST set-up). src/rpc.ts's own cases (injection,
 // timeouts, leaks between calls, result shapes) are test/rpc.test.ts; here: the socket's side.
-import { randomBytes } from 'node:crypto';
 import type { JWTPayload } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createAuthenticator, todosWithPolicy, type Authenticator } from './harness/authenticator.js';
 import { createTestDatabase, type TestDatabase } from './harness/db.js';
 import { startPgws, type TestServer } from './harness/pgws.js';
 import { token } from './harness/tokens.js';
 import { connectV2, type V2Client } from './harness/v2.js';
 
-const suffix = randomBytes(4).toString('hex');
-const AUTH = `pgws_calls_auth_${suffix}`;
-const WEB = `pgws_calls_web_${suffix}`;
-const ANON = `pgws_calls_anon_${suffix}`;
-const PASSWORD = randomBytes(12).toString('hex');
-
 let db: TestDatabase;
+let roles: Authenticator;
+let WEB: string;
+let ANON: string;
 let srv: TestServer;
 
 async function v2(claims: JWTPayload, server: TestServer = srv): Promise<V2Client> {
@@ -25,22 +22,10 @@ async function v2(claims: JWTPayload, server: TestServer = srv): Promise<V2Clien
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  const url = new URL(db.uri);
-  url.username = AUTH;
-  url.password = PASSWORD;
+  roles = await createAuthenticator(db, 'pgws_calls');
+  ({ web: WEB, anon: ANON } = roles);
   await db.sql.unsafe(`
-    CREATE ROLE ${AUTH} LOGIN NOINHERIT PASSWORD '${PASSWORD}';
-    CREATE ROLE ${WEB} NOLOGIN;
-    CREATE ROLE ${ANON} NOLOGIN;
-    GRANT ${WEB}, ${ANON} TO ${AUTH};
-    CREATE TABLE public.todos (id serial PRIMARY KEY, owner text NOT NULL, title text NOT NULL);
-    ALTER TABLE public.todos ENABLE ROW LEVEL SECURITY;
-    CREATE POLICY own ON public.todos
-      USING (owner = current_setting('request.jwt.claims', true)::jsonb->>'sub')
-      WITH CHECK (owner = current_setting('request.jwt.claims', true)::jsonb->>'sub');
-    GRANT SELECT, INSERT ON public.todos TO ${WEB};
-    GRANT USAGE ON SEQUENCE public.todos_id_seq TO ${WEB};
-    INSERT INTO public.todos (owner, title) VALUES ('alice', 'a1'), ('alice', 'a2'), ('bob', 'b1');
+    ${todosWithPolicy(WEB)}
     CREATE SCHEMA api;
     GRANT USAGE ON SCHEMA api TO ${WEB}, ${ANON};
     CREATE FUNCTION api.whoami(args jsonb) RETURNS jsonb LANGUAGE sql AS $$
@@ -52,12 +37,12 @@ beforeAll(async () => {
     CREATE FUNCTION api.boom(args jsonb) RETURNS int LANGUAGE sql AS $$ SELECT 1 / 0 $$;
     CREATE FUNCTION public.hidden(args jsonb) RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;
   `);
-  srv = await startPgws(url.toString(), { rpcSchema: 'api', rpcDefaultRole: ANON, rpcTimeout: 2000 });
+  srv = await startPgws(roles.uri, { rpcSchema: 'api', rpcDefaultRole: ANON, rpcTimeout: 2000 });
 });
 
 afterAll(async () => {
   await srv.stop();
-  await db.sql.unsafe(`DROP OWNED BY ${AUTH}, ${WEB}, ${ANON}; DROP ROLE ${AUTH}; DROP ROLE ${WEB}; DROP ROLE ${ANON};`);
+  expect(await roles.drop()).toBe(0);
 });
 
 describe('a v2 call', () => {

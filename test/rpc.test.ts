@@ -5,20 +5,19 @@
 // per `sub`, names that are not plain identifiers, functions out of reach, SQL errors with their
 // SQLSTATE, statement_timeout, the result shapes, and that nothing set for one call is still
 // there for the next (one connection, so the next call really reuses it).
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRpc, type CallResult, type Rpc, type RpcOptions } from '../src/rpc.js';
 import type { Claims, Json } from '../src/types.js';
+import { createAuthenticator, todosWithPolicy, type Authenticator } from './harness/authenticator.js';
 import { createTestDatabase, type TestDatabase } from './harness/db.js';
 
-const suffix = randomBytes(4).toString('hex');
-const AUTH = `pgws_rpc_auth_${suffix}`;
-const WEB = `pgws_rpc_web_${suffix}`;
-const ANON = `pgws_rpc_anon_${suffix}`;
-/** Exists, but is not granted to AUTH. */
-const OTHER = `pgws_rpc_other_${suffix}`;
-const ROLES = [AUTH, WEB, ANON, OTHER];
-const PASSWORD = randomBytes(12).toString('hex');
+let roles: Authenticator;
+/** The login role the calls connect as. */
+let AUTH: string;
+let WEB: string;
+let ANON: string;
+/** Exists, but is not granted to the authenticator. */
+let OTHER: string;
 const LONG_FN = `f${'x'.repeat(62)}`; // 63 characters: the longest name a call accepts
 
 let db: TestDatabase;
@@ -45,29 +44,13 @@ async function tableExists(name: string): Promise<boolean> {
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  const url = new URL(db.uri);
-  url.username = AUTH;
-  url.password = PASSWORD;
-  authUri = url.toString();
-  // The role names are ours (hex suffix); the password is a literal PostgreSQL must see.
+  roles = await createAuthenticator(db, 'pgws_rpc');
+  ({ auth: AUTH, web: WEB, anon: ANON, other: OTHER, uri: authUri } = roles);
   await db.sql.unsafe(`
-    CREATE ROLE ${AUTH} LOGIN NOINHERIT PASSWORD '${PASSWORD}';
-    CREATE ROLE ${WEB} NOLOGIN;
-    CREATE ROLE ${ANON} NOLOGIN;
-    CREATE ROLE ${OTHER} NOLOGIN;
-    GRANT ${WEB}, ${ANON} TO ${AUTH};
-
     CREATE TABLE public.t (x int);
     CREATE TABLE public.secrets (x int);
     INSERT INTO public.secrets VALUES (1);
-    CREATE TABLE public.todos (id serial PRIMARY KEY, owner text NOT NULL, title text NOT NULL);
-    ALTER TABLE public.todos ENABLE ROW LEVEL SECURITY;
-    CREATE POLICY own ON public.todos
-      USING (owner = current_setting('request.jwt.claims', true)::jsonb->>'sub')
-      WITH CHECK (owner = current_setting('request.jwt.claims', true)::jsonb->>'sub');
-    GRANT SELECT, INSERT ON public.todos TO ${WEB};
-    GRANT USAGE ON SEQUENCE public.todos_id_seq TO ${WEB};
-    INSERT INTO public.todos (owner, title) VALUES ('alice', 'a1'), ('alice', 'a2'), ('bob', 'b1');
+    ${todosWithPolicy(WEB)}
 
     CREATE SCHEMA api;
     GRANT USAGE ON SCHEMA api TO ${WEB}, ${ANON};
@@ -134,13 +117,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all(rpcs.map((r) => r.stop()));
-  if (db === undefined) return;
-  // Privileges in this database first (DROP ROLE refuses a role that still holds some); the
-  // database itself is dropped by the harness.
-  await db.sql.unsafe(`DROP OWNED BY ${ROLES.join(', ')}`).catch(() => undefined);
-  for (const role of ROLES) await db.sql.unsafe(`DROP ROLE IF EXISTS ${role}`).catch(() => undefined);
-  const [left] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_roles WHERE rolname = ANY(string_to_array(${ROLES.join(',')}, ','))`;
-  expect(left?.n).toBe(0);
+  if (roles === undefined) return;
+  expect(await roles.drop()).toBe(0);
 });
 
 describe('roles', () => {
