@@ -24,8 +24,13 @@ export const fanout = {
     }),
 };
 
+/**
+ * The saturated run of N readers: on `o.path(o.token)`, or on `o.paths` (one target per reader,
+ * the v2 scenarios); `o.format`: what the producer sends (producer.mjs).
+ */
 export function runFanout(system, ctx, o) {
-  return withReaders(system, ctx, { readers: o.readers, path: o.path(o.token), sampleEvery: o.sampleEvery }, (running) =>
+  const targets = o.paths === undefined ? { path: o.path(o.token) } : { paths: o.paths };
+  return withReaders(system, ctx, { readers: o.readers, ...targets, sampleEvery: o.sampleEvery, format: o.format }, (running) =>
     driveSaturated({
       ...running,
       readers: o.readers,

@@ -2,8 +2,7 @@
 // the v2 socket target for the load generator, the frames it sends and the notes
 // that compare variants of one run.
 import { messageFrame } from '../../dist/v2/frames.js';
-import { driveSaturated } from '../lib/measure.mjs';
-import { withReaders } from '../lib/readers.mjs';
+import { runFanout } from './fanout.mjs';
 
 /** The systems that speak protocol v2. */
 export const PGWS = ['pgws-uws', 'pgws-ws'];
@@ -71,18 +70,7 @@ export const pct = (r) => `${(r * 100).toFixed(0)}%`;
  * Adds notifPerSec and serverUsPerNotif (server CPU-µs per notification).
  */
 export async function runSaturated(system, ctx, o) {
-  const metrics = await withReaders(system, ctx, { readers: o.readers, paths: o.paths, format: o.format }, (running) =>
-    driveSaturated({
-      ...running,
-      readers: o.readers,
-      perNotification: o.perNotification,
-      window: o.window,
-      batch: o.batch,
-      channelOf: o.channelOf,
-      warmupMs: ctx.warmupMs,
-      durationMs: ctx.durationMs,
-    }),
-  );
+  const metrics = await runFanout(system, ctx, o);
   const notifPerSec = metrics.framesPerSec / o.perNotification;
   return { ...metrics, notifPerSec, framesPerNotif: o.perNotification, serverUsPerNotif: notifPerSec > 0 ? (metrics.serverCpu / 100 / notifPerSec) * 1e6 : NaN };
 }
