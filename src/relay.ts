@@ -14,7 +14,7 @@ import type { Journal } from './db/journal.js';
 import type { TransportSocket } from './transport/types.js';
 import { Close, NOTIFY_PAYLOAD_LIMIT, type Claims, type CloseCode, type Grant, type Json } from './types.js';
 import { createV2Protocol, type V2Deps, type V2State } from './v2/protocol.js';
-import { createSubscriptionTable } from './v2/subscriptions.js';
+import { createSubscriptionTable, parseNotification, type ParsedNotification } from './v2/subscriptions.js';
 
 export type EnvelopeEvent = 'WebsocketMessage' | 'ConnectionOpen' | 'ConnectionClose';
 
@@ -346,9 +346,9 @@ export function createRelay(opts: RelayOptions): Relay {
       const payload = journaled?.text ?? notification;
       const own = ownEnvelopes.size === 0 ? undefined : ownEnvelopes.get(payload);
       if (own !== undefined) ownEnvelopes.delete(payload);
-      const channel = routeNotification(dbChannel, payload);
+      const { channel, parsed } = routeParsed(dbChannel, payload);
       opts.publish(v1Topic(channel), payload, own?.socket);
-      v2.deliver(channel, payload, own?.socket, journaled?.offset);
+      v2.deliver(channel, payload, own?.socket, journaled?.offset, parsed);
       if (journaled !== undefined) v2.offsetSeen(journaled.offset);
     },
 
@@ -428,18 +428,17 @@ export function v1Topic(channel: string): string {
  * anything else goes to the database channel it arrived on.
  */
 export function routeNotification(dbChannel: string, payload: string): string {
+  return routeParsed(dbChannel, payload).channel;
+}
+
+/** routeNotification, with the parse it made (undefined when the text cannot be an object), for the v2 filters to reuse. */
+function routeParsed(dbChannel: string, payload: string): { readonly channel: string; readonly parsed: ParsedNotification | undefined } {
   // Cheap pre-check: only something that starts like an object can carry a channel.
-  if (!/^\s*\{/.test(payload)) return dbChannel;
-  try {
-    const parsed: unknown = JSON.parse(payload);
-    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) {
-      const channel = (parsed as { channel?: unknown }).channel;
-      if (typeof channel === 'string') return channel;
-    }
-  } catch {
-    // Not JSON: routed to the database channel, as postgres-websockets does.
-  }
-  return dbChannel;
+  if (!/^\s*\{/.test(payload)) return { channel: dbChannel, parsed: undefined };
+  // Not JSON, or no string `channel`: routed to the database channel, as postgres-websockets does.
+  const parsed = parseNotification(payload);
+  const channel = parsed.object?.channel;
+  return { channel: typeof channel === 'string' ? channel : dbChannel, parsed };
 }
 
 export function encodeEnvelope<P extends Json>(envelope: Envelope<P>): string {

@@ -10,6 +10,7 @@ import { createAuthenticator, EACH_REQUEST, loggableChannel, type AuthResult, ty
 import { createOriginPolicy } from './auth/origins.js';
 import { readSocketRequest, type SocketRequest } from './auth/token-source.js';
 import { createListener, type Listener } from './db/listener.js';
+import { describeDbError } from './db/errors.js';
 import { createJournal, type Journal } from './db/journal.js';
 import { createRpc } from './rpc.js';
 import { createNotifier } from './db/notifier.js';
@@ -260,7 +261,7 @@ async function startJournal(uri: string, retentionSeconds: number, log: Logger, 
       for (let batch = await journal.prune(retentionSeconds); batch > 0 && !stopped; batch = await journal.prune(retentionSeconds)) deleted += batch;
       if (deleted > 0) log.debug({ deleted }, 'journal pruned');
     } catch (err) {
-      if (!stopped) log.warn({ err: err instanceof Error ? err.message : String(err) }, 'journal pruning failed; trying again later');
+      if (!stopped) log.warn({ err: describeDbError(err) }, 'journal pruning failed; trying again later');
     }
     if (!stopped) timer = setTimeout(() => void prune(), Math.min(retentionSeconds * 1000, PRUNE_EVERY_MS)).unref();
   };

@@ -8,6 +8,7 @@
 // notification costs one filter evaluation per distinct filter and one publish per triple.
 import type { AuthResult } from '../auth/index.js';
 import { NotifyTimeoutError } from '../db/batcher.js';
+import { describeDbError } from '../db/errors.js';
 import type { Logger } from '../log.js';
 import type { TransportSocket } from '../transport/types.js';
 import { Close, NOTIFY_PAYLOAD_LIMIT, type Claims, type CloseCode, type Grant, type Json } from '../types.js';
@@ -28,7 +29,7 @@ import {
   type RequestId,
   type V2Request,
 } from './frames.js';
-import type { Subscription, SubscriptionTable } from './subscriptions.js';
+import type { ParsedNotification, Subscription, SubscriptionTable } from './subscriptions.js';
 
 /** Rows of a replay written at once (one corked write). */
 const REPLAY_CHUNK_ROWS = 256;
@@ -128,7 +129,7 @@ export interface V2Protocol<S extends V2Session> {
    * Sends a notification routed to `channel` to the v2 subscriptions it matches. `origin`: the
    * socket whose publish caused it, left out of echo-off subscriptions.
    */
-  deliver(channel: string, text: string, origin: TransportSocket<S> | undefined, offset?: string): void;
+  deliver(channel: string, text: string, origin: TransportSocket<S> | undefined, offset?: string, parsed?: ParsedNotification): void;
   /** Subscriptions held by sockets now, counted once per socket. */
   held(): number;
   /** The listener delivered a journaled message with this offset (they arrive in commit order). */
@@ -202,7 +203,7 @@ export function createV2Protocol<S extends V2Session>(
       if (deps.journal === undefined) return answer(socket, state, subscribedFrame(id, channel, subscription.sub, null, recovered));
       deps.journal.newestOffset(channel).then(
         (offset) => answer(socket, state, subscribedFrame(id, channel, subscription.sub, offset, recovered)),
-        (err: unknown) => refuse(socket, state, id, 'db_error', `could not read the journal: ${errorText(err)}`),
+        (err: unknown) => refuse(socket, state, id, 'db_error', `could not read the journal: ${describeDbError(err)}`),
       );
       return;
     }
@@ -292,11 +293,11 @@ export function createV2Protocol<S extends V2Session>(
       },
       (err: unknown) => {
         stopCatchingUp(subscription, entry);
-        deps.log.warn({ channel, err: errorText(err) }, 'v2 subscribe: the journal could not be read');
+        deps.log.warn({ channel, err: describeDbError(err) }, 'v2 subscribe: the journal could not be read');
         if (state.subs.includes(subscription)) end(socket, state, subscription);
-        refuse(socket, state, id, 'db_error', `could not read the journal: ${errorText(err)}`);
+        refuse(socket, state, id, 'db_error', `could not read the journal: ${describeDbError(err)}`);
       },
-    ).catch((err: unknown) => deps.log.error({ channel, err: errorText(err) }, 'v2 subscribe: replay failed'));
+    ).catch((err: unknown) => deps.log.error({ channel, err: describeDbError(err) }, 'v2 subscribe: replay failed'));
   }
 
   function end(socket: Socket, state: V2State, subscription: Subscription): void {
@@ -333,7 +334,7 @@ export function createV2Protocol<S extends V2Session>(
     deps.notify(socket, envelope, state.echoOff > 0).then(
       () => answer(socket, state, publishedFrame(id)),
       (err: unknown) => {
-        deps.log.warn({ channel, remote: socket.remoteAddress, err: err instanceof Error ? err.message : String(err) }, 'v2 publish failed');
+        deps.log.warn({ channel, remote: socket.remoteAddress, err: describeDbError(err) }, 'v2 publish failed');
         refuse(socket, state, id, 'db_error', databaseFailure(err));
       },
     );
@@ -372,7 +373,7 @@ export function createV2Protocol<S extends V2Session>(
     if (grant.mode === 'r') return refuse(socket, state, id, 'forbidden', 'the token\'s mode is "r": calls need "w" or "rw"');
     deps.call(grant.claims, fn, args).then(
       (outcome) => (outcome.ok ? answer(socket, state, resultFrame(id, outcome.data)) : refuse(socket, state, id, outcome.code, outcome.message)),
-      (err: unknown) => refuse(socket, state, id, 'db_error', `the call failed: ${errorText(err)}`),
+      (err: unknown) => refuse(socket, state, id, 'db_error', `the call failed: ${describeDbError(err)}`),
     );
   }
 
@@ -430,8 +431,8 @@ export function createV2Protocol<S extends V2Session>(
       state.echoOff = 0;
     },
 
-    deliver(channel, text, origin, offset) {
-      for (const { subscription, frame } of table.deliveries(channel, text, offset)) {
+    deliver(channel, text, origin, offset, parsed) {
+      for (const { subscription, frame } of table.deliveries(channel, text, offset, parsed)) {
         publish(subscription.topic, frame, subscription.echo ? undefined : origin);
         const catching = catchUps.size === 0 ? undefined : catchUps.get(subscription);
         if (catching === undefined) continue;
@@ -450,10 +451,6 @@ export function createV2Protocol<S extends V2Session>(
       for (const waiter of offsetWaiters) if (waiter.until <= value) waiter.done();
     },
   };
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 /** A db_error's message: what happened to the message, as far as pgws knows. */

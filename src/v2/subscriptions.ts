@@ -33,9 +33,10 @@ export interface SubscriptionTable {
   release(subscription: Subscription): void;
   /**
    * What a notification on `channel` sends: one frame per subscription whose filter matches.
-   * The text is parsed at most once, and each distinct filter evaluated at most once.
+   * The text is parsed at most once (not at all when `parsed` is given: the router's parse), and
+   * each distinct filter evaluated at most once.
    */
-  deliveries(channel: string, notificationText: string, offset?: string): readonly Delivery[];
+  deliveries(channel: string, notificationText: string, offset?: string, parsed?: ParsedNotification): readonly Delivery[];
   /** Subscriptions held now (for tests and metrics). */
   size(): number;
 }
@@ -94,10 +95,10 @@ export function createSubscriptionTable(): SubscriptionTable {
       if (groups.size === 0) byChannel.delete(subscription.channel);
     },
 
-    deliveries(channel, notificationText, offset) {
+    deliveries(channel, notificationText, offset, given) {
       const groups = byChannel.get(channel);
       if (groups === undefined) return NONE;
-      const parsed = parseOnce(notificationText);
+      const parsed = given ?? parseNotification(notificationText);
       const out: Delivery[] = [];
       // One evaluation per distinct filter; its subscriptions (echo on and off) share the verdict.
       for (const { filter, entries } of groups.values()) {
@@ -113,8 +114,14 @@ export function createSubscriptionTable(): SubscriptionTable {
   };
 }
 
-/** Whether the text is JSON (it is then spliced into frames as is), and the object it holds, if one. */
-function parseOnce(text: string): { readonly isJson: boolean; readonly object: { readonly [k: string]: Json } | undefined } {
+/** Whether a notification's text is JSON (it is then spliced into frames as is), and the object it holds, if one. */
+export interface ParsedNotification {
+  readonly isJson: boolean;
+  readonly object: { readonly [k: string]: Json } | undefined;
+}
+
+/** The one JSON.parse of a notification. Never throws. */
+export function parseNotification(text: string): ParsedNotification {
   let value: unknown;
   try {
     value = JSON.parse(text);
