@@ -41,6 +41,14 @@ async function messages(client: V2Client, n: number, timeoutMs = 10_000): Promis
   return out;
 }
 
+/** Waits until the journal holds at least `n` rows of `target`. */
+async function journaled(target: string, n: number): Promise<void> {
+  await eventually(async () => {
+    const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pgws.journal WHERE channel = ${target}`;
+    return (row?.n ?? 0) >= n ? true : undefined;
+  }, 5000, `${n} rows of ${target} journaled`);
+}
+
 const payloadOf = (frame: Frame): unknown => (frame.data as { payload?: unknown }).payload;
 
 beforeAll(async () => {
@@ -80,6 +88,7 @@ describe('offsets', () => {
     await reader.request({ type: 'subscribe', channel: target });
     const writer = await connect(`${srv.url}/${target}/${await token({ mode: 'w' })}`);
     writer.send('from v1');
+    await journaled(target, 1); // two sockets' frames have no order between them
     const publisher = await v2({ mode: 'w' });
     expect(await publisher.request({ type: 'publish', channel: target, payload: { from: 'v2' } })).toMatchObject({ type: 'published' });
     const frames = await messages(reader, 2);
@@ -122,12 +131,12 @@ describe('catch-up with since', () => {
     await send(target, 'missed sql');
     const v1writer = await connect(`${srv.url}/${target}/${await token({ mode: 'w' })}`);
     v1writer.send('missed v1');
+    // Frames of two sockets have no order between them: the v2 publish is
+    // only sent once the v1 frame is in the journal, so the order to expect is known.
+    await journaled(target, 3);
     const publisher = await v2({ mode: 'w' });
     await publisher.request({ type: 'publish', channel: target, payload: 'missed v2' });
-    await eventually(async () => {
-      const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pgws.journal WHERE channel = ${target}`;
-      return (row?.n ?? 0) >= 4 ? true : undefined;
-    }, 5000, 'the missed messages journaled');
+    await journaled(target, 4);
 
     // A writer keeps writing while the client comes back.
     let writing = true;
