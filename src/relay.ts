@@ -117,6 +117,8 @@ export interface Relay {
   pausedSockets(): number;
   /** v2 subscriptions now: distinct (channel, filter, echo) triples, and held by sockets (one per socket). */
   subscriptions(): { readonly distinct: number; readonly held: number };
+  /** No journaled message at or below this offset will come from the listener (committed before its LISTEN). */
+  journalFloor(offset: string): void;
 }
 
 export const DEFAULT_MAX_QUEUED_FRAMES = 256;
@@ -392,6 +394,8 @@ export function createRelay(opts: RelayOptions): Relay {
     idle: () => batcher.idle(),
     pausedSockets: () => paused,
     subscriptions: () => ({ distinct: table.size(), held: v2.held() }),
+
+    journalFloor: (offset) => v2.offsetSeen(offset),
   };
 }
 

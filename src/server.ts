@@ -11,7 +11,7 @@ import { createOriginPolicy } from './auth/origins.js';
 import { readSocketRequest, type SocketRequest } from './auth/token-source.js';
 import { createListener, type Listener } from './db/listener.js';
 import { describeDbError } from './db/errors.js';
-import { createJournal, type Journal } from './db/journal.js';
+import { createJournal, readJournalFloor, type Journal } from './db/journal.js';
 import { createRpc } from './rpc.js';
 import { createNotifier } from './db/notifier.js';
 import { bannerAnswer } from './http/banner.js';
@@ -105,6 +105,8 @@ export async function start(config: Config, options: StartOptions = {}): Promise
     teardown.push(() => notifier.stop().catch(() => undefined));
 
     let relay: Relay | undefined;
+    /** Read before each LISTEN; held until the relay exists (the first one is read before it). */
+    let journalFloor: string | null = null;
     const listener = createListener({
       uri: dbUri,
       channel: config.listenChannel,
@@ -115,6 +117,14 @@ export async function start(config: Config, options: StartOptions = {}): Promise
         fatalDuringStart ??= error;
         events.emit('fatal', error);
       },
+      ...(config.journal
+        ? {
+            beforeListen: async (sql) => {
+              journalFloor = await readJournalFloor(sql);
+              if (journalFloor !== null) relay?.journalFloor(journalFloor);
+            },
+          }
+        : {}),
     });
     teardown.push(() => listener.stop());
     watchListener(listener, events, metrics);
@@ -182,6 +192,7 @@ export async function start(config: Config, options: StartOptions = {}): Promise
       metrics,
     });
     relay = activeRelay;
+    if (journalFloor !== null) activeRelay.journalFloor(journalFloor);
     // Frames accepted before the sockets closed (and ConnectionClose events) still go out.
     teardown.push(async () => {
       const flushed = new AbortController();

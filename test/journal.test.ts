@@ -9,6 +9,7 @@ import { MAX_REPLAY_ROWS } from '../src/sql/journal.js';
 import { connect } from './harness/client.js';
 import { createTestDatabase, type TestDatabase } from './harness/db.js';
 import { installJournal } from './harness/journal.js';
+import { stall } from './harness/stall.js';
 import { LISTEN_CHANNEL, startPgws, type TestServer } from './harness/pgws.js';
 import { token } from './harness/tokens.js';
 import { connectV2, type Frame, type V2Client } from './harness/v2.js';
@@ -205,6 +206,50 @@ describe('catch-up with since', () => {
     while (live.at(-1) !== 'live') live.push(payloadOf((await messages(client, 1))[0] as Frame));
     expect(new Set(live.slice(0, -1))).toEqual(new Set(live.length > 1 ? ['bulk'] : []));
     await client.expectNothing(300);
+  });
+});
+
+describe('where a subscription starts', () => {
+  it('a message committed before a subscribe, its NOTIFY still on the way, is history: not sent live, so a since from the answer\'s offset skips nothing', async () => {
+    const target = channel();
+    // The listener's backend frozen: the next message commits, its NOTIFY waits in PostgreSQL.
+    const frozen = stall([srv.server.listenerPid() ?? 0]);
+    try {
+      const inFlight = await send(target, 'in flight');
+      const client = await v2({ mode: 'r' });
+      expect(await client.request({ type: 'subscribe', channel: target })).toMatchObject({ type: 'subscribed', offset: inFlight });
+      frozen.resume();
+      const live = await send(target, 'live');
+      const [first] = await messages(client, 1);
+      expect(first).toMatchObject({ offset: live, data: { payload: 'live' } });
+      await client.expectNothing(300);
+    } finally {
+      frozen.resume();
+    }
+  });
+
+  it('a pgws started after messages were journaled does not wait for their NOTIFYs: new subscriptions, with and without since, get a plain pg_notify at once', async () => {
+    const target = channel();
+    const since = await send(target, 'older');
+    await send(target, 'before the start'); // committed before `later` LISTENs: it never reaches it
+    const later = await startPgws(db.uri, { journal: true });
+    try {
+      const plain = await v2({ mode: 'r' }, later);
+      expect(await plain.request({ type: 'subscribe', channel: target })).toMatchObject({ type: 'subscribed' });
+      const resumed = await v2({ mode: 'r' }, later);
+      expect(await resumed.request({ type: 'subscribe', channel: target, since })).toMatchObject({ type: 'subscribed', recovered: true });
+      expect((await messages(resumed, 1))[0]).toMatchObject({ data: { payload: 'before the start' } });
+      await db.sql`SELECT pg_notify(${LISTEN_CHANNEL}, ${JSON.stringify({ channel: target, payload: 'plain' })})`;
+      // Waiting for the listener to pass 'before the start' would hold it for 5 s (LISTENER_CATCH_UP_MS):
+      // the journal's newest offset, read before the LISTEN, says it will never come.
+      for (const client of [plain, resumed]) {
+        const frame = await client.next(2500);
+        expect(frame).toMatchObject({ type: 'message', data: { payload: 'plain' } });
+        expect(frame.offset).toBeUndefined();
+      }
+    } finally {
+      await later.stop();
+    }
   });
 });
 

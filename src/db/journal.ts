@@ -30,6 +30,19 @@ export interface Journal {
   stop(): Promise<void>;
 }
 
+/**
+ * The newest offset of the whole journal, null when it is empty or not installed (start-up then
+ * stops with its own message). Read on the listener's connection just before its LISTEN: ids
+ * follow commit order, so no message at or below it can reach that LISTEN, and a catch-up must
+ * not wait for one.
+ */
+export async function readJournalFloor(sql: postgres.Sql<Record<string, unknown>>): Promise<string | null> {
+  const [table] = await sql<{ ok: boolean }[]>`SELECT to_regclass('pgws.journal') IS NOT NULL AS ok`;
+  if (table?.ok !== true) return null;
+  const [row] = await sql<{ id: string | null }[]>`SELECT max(id)::text AS id FROM pgws.journal`;
+  return row?.id ?? null;
+}
+
 export function createJournal(uri: string): Journal {
   const sql = postgres(uri, {
     max: 2,

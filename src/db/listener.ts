@@ -19,6 +19,11 @@ export interface ListenerOptions {
   readonly onNotification: (channel: string, payload: string) => void;
   /** The listener is gone and checkIntervalMs is 0: the process should exit non-zero. */
   readonly onFatal: (error: Error) => void;
+  /**
+   * Runs on each new connection just before its LISTEN (a failure fails that attempt): what it
+   * reads there was committed before the LISTEN, so no notification of it will arrive.
+   */
+  readonly beforeListen?: (sql: postgres.Sql<Record<string, unknown>>) => Promise<void>;
 }
 
 export interface ListenerEvents {
@@ -76,6 +81,7 @@ export function createListener(opts: ListenerOptions): Listener {
     };
     const instance: Sql = postgres(opts.uri, options);
     try {
+      await opts.beforeListen?.(instance);
       await instance`LISTEN ${instance(opts.channel)}`;
       const [row] = await instance<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
       sql = instance;

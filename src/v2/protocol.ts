@@ -132,7 +132,10 @@ export interface V2Protocol<S extends V2Session> {
   deliver(channel: string, text: string, origin: TransportSocket<S> | undefined, offset?: string, parsed?: ParsedNotification): void;
   /** Subscriptions held by sockets now, counted once per socket. */
   held(): number;
-  /** The listener delivered a journaled message with this offset (they arrive in commit order). */
+  /**
+   * The listener delivered a journaled message with this offset (they arrive in commit order), or
+   * will never deliver one at or below it (read before its LISTEN).
+   */
   offsetSeen(offset: string): void;
 }
 
@@ -224,8 +227,9 @@ export function createV2Protocol<S extends V2Session>(
   /**
    * Answers a subscribe from the journal: the channel's newest offset, and with `since` every row
    * after it that the filter matches, in order; then the live frames that arrived meanwhile,
-   * less those the rows held; then the live topic. Registered before the first query, so a
-   * message committed at any moment is in the rows, in the waiting frames, or both (then sent once).
+   * less those at or below the last row sent (or, with no history sent, the answer's offset);
+   * then the live topic. Registered before the first query, so a message committed at any
+   * moment is in the rows, in the waiting frames, or both (then sent once).
    */
   function catchUp(
     socket: Socket,
@@ -280,7 +284,13 @@ export function createV2Protocol<S extends V2Session>(
             // stay off the topic (their frames wait here, and are dropped) until it has.
             await offsetDelivered(last, LISTENER_CATCH_UP_MS);
           }
-        } else last = undefined; // No history sent: every live frame counts.
+        } else {
+          // No history sent: the answer's `offset` is where the subscription starts. A message at or
+          // below it is history, which a later `since` from that offset would skip, so one whose
+          // NOTIFY is still on its way is not sent live either: wait for the listener to pass it.
+          last = offset === null ? undefined : BigInt(offset);
+          if (last !== undefined) await offsetDelivered(last, LISTENER_CATCH_UP_MS);
+        }
         stopCatchingUp(subscription, entry);
         if (ended()) return;
         socket.cork(() => {
