@@ -43,9 +43,12 @@ export async function readJournalFloor(sql: postgres.Sql<Record<string, unknown>
   return row?.id ?? null;
 }
 
+/** Connections of the journal's pool: catch-up reads run at most this many at a time. */
+export const JOURNAL_POOL_SIZE = 2;
+
 export function createJournal(uri: string): Journal {
   const sql = postgres(uri, {
-    max: 2,
+    max: JOURNAL_POOL_SIZE,
     connect_timeout: 10,
     fetch_types: false,
     onnotice: () => undefined,

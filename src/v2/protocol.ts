@@ -12,9 +12,10 @@ import { describeDbError } from '../db/errors.js';
 import type { Logger } from '../log.js';
 import type { TransportSocket } from '../transport/types.js';
 import { Close, NOTIFY_PAYLOAD_LIMIT, type Claims, type CloseCode, type Grant, type Json } from '../types.js';
-import type { Journal, JournalRow } from '../db/journal.js';
+import { JOURNAL_POOL_SIZE, type Journal } from '../db/journal.js';
 import { delay } from '../timer.js';
-import { compileFilter, parseNotificationObject } from './filter.js';
+import { compileFilter } from './filter.js';
+import { createHistoryReader, type HistoryReader } from './history.js';
 import {
   errorFrame,
   messageFrame,
@@ -31,8 +32,6 @@ import {
 } from './frames.js';
 import type { ParsedNotification, Subscription, SubscriptionTable } from './subscriptions.js';
 
-/** Rows of a replay written at once (one corked write). */
-const REPLAY_CHUNK_ROWS = 256;
 const DEFAULT_REPLAY_ROOM_BYTES = 512 * 1024;
 /** How often a replay waiting for room looks again. */
 const REPLAY_POLL_MS = 5;
@@ -106,6 +105,8 @@ export interface V2Deps<S extends V2Session> {
   readonly replayRoomBytes?: number;
   /** With PGWS_JOURNAL=on: `subscribed` carries the newest offset, and `since` replays (PROTOCOL.md §10). */
   readonly journal?: Pick<Journal, 'newestOffset' | 'replay'>;
+  /** Journal reads at a time; subscribes queued behind them share a read of the same history (default: the journal's pool size). */
+  readonly journalReads?: number;
 }
 
 /**
@@ -151,6 +152,7 @@ export function createV2Protocol<S extends V2Session>(
   type Socket = TransportSocket<S>;
   const { table } = deps;
   let held = 0;
+  const history = deps.journal === undefined ? undefined : createHistoryReader(deps.journal, deps.journalReads ?? JOURNAL_POOL_SIZE);
   /** The highest journal offset the listener has delivered, and replays waiting for one. */
   let seenOffset = 0n;
   const offsetWaiters = new Set<{ readonly until: bigint; readonly done: () => void }>();
@@ -217,11 +219,11 @@ export function createV2Protocol<S extends V2Session>(
     state.subs.push(subscription);
     held += 1;
     if (!subscription.echo) state.echoOff += 1;
-    if (deps.journal === undefined) {
+    if (history === undefined) {
       socket.subscribe(subscription.topic);
       return answer(socket, state, subscribedFrame(id, channel, subscription.sub, null, recovered));
     }
-    catchUp(socket, state, subscription, id, request.since, deps.journal);
+    catchUp(socket, state, subscription, id, request.since, history);
   }
 
   /**
@@ -237,21 +239,18 @@ export function createV2Protocol<S extends V2Session>(
     subscription: Subscription,
     id: RequestId | undefined,
     since: string | undefined,
-    journal: NonNullable<V2Deps<S>['journal']>,
+    history: HistoryReader,
   ): void {
     const entry: CatchUp = { socket, waiting: [] };
     let set = catchUps.get(subscription);
     if (set === undefined) catchUps.set(subscription, (set = new Set()));
     set.add(entry);
     const { channel, sub } = subscription;
-    const read = async (): Promise<{ offset: string | null; replay: Awaited<ReturnType<typeof journal.replay>> | undefined }> => {
-      const offset = await journal.newestOffset(channel);
-      return { offset, replay: since === undefined ? undefined : await journal.replay(channel, since) };
-    };
     // Unsubscribed, revoked by a refresh, or closed meanwhile: nothing more is sent.
     const ended = (): boolean => state.closed || !state.subs.includes(subscription);
-    read().then(
-      async ({ offset, replay }) => {
+    history.read(channel, since).then(
+      async (read) => {
+        const { offset, replay } = read;
         if (ended()) {
           stopCatchingUp(subscription, entry);
           return refuse(socket, state, id, 'not_subscribed', 'the subscription ended before its history was read');
@@ -259,25 +258,18 @@ export function createV2Protocol<S extends V2Session>(
         answer(socket, state, subscribedFrame(id, channel, sub, offset, replay === undefined ? undefined : replay.complete));
         let last = since === undefined ? undefined : BigInt(since);
         if (replay?.complete === true) {
-          const { rows } = replay;
-          const everything = subscription.filter.key === '';
           // In chunks, each one write, and only while the socket has room: a long history must
           // not make a healthy reader look slow (the slow-reader rule would close it 1008).
           // Live frames keep waiting in `entry` meanwhile.
-          for (let next = 0; next < rows.length; ) {
+          for (let index = 0, count = history.chunkCount(read); index < count; index++) {
             await roomFor(socket, state, deps.replayRoomBytes ?? DEFAULT_REPLAY_ROOM_BYTES);
             if (ended()) return stopCatchingUp(subscription, entry);
-            const until = Math.min(next + REPLAY_CHUNK_ROWS, rows.length);
+            const frames = history.chunk(read, subscription, index);
             socket.cork(() => {
-              for (; next < until; next++) {
-                const row = rows[next] as JournalRow;
-                if (everything || subscription.filter.matches(parseNotificationObject(row.message))) {
-                  answer(socket, state, messageFrame(sub, channel, row.message, true, row.offset));
-                }
-              }
+              for (const frame of frames) answer(socket, state, frame);
             });
           }
-          const newest = rows.at(-1);
+          const newest = replay.rows.at(-1);
           if (newest !== undefined) {
             last = BigInt(newest.offset);
             // Replayed rows whose NOTIFY has not reached pgws yet would come again, live:
