@@ -68,6 +68,8 @@ export interface Metrics {
   markNotification(): void;
   /** One NOTIFY batch finished: how many frames, whether it committed, how long it took. */
   markBatch(frames: number, ok: boolean, seconds: number): void;
+  /** Frames that failed without being sent (behind a failed batch, or queued while the database stalled). */
+  markUnsent(frames: number): void;
   markQueueFull(): void;
   markPaused(): void;
   markRateLimited(): void;
@@ -134,7 +136,7 @@ export function createMetrics(): Metrics {
   counter('notifications_total', 'Notifications received on the LISTEN connection', () => counts.notifications);
   counter(
     'notify_frames_total',
-    'Socket frames and meta events sent as NOTIFY, by result (failed: the socket was closed 1011)',
+    'Socket frames and meta events sent as NOTIFY, by result (failed: not committed, sent or not; the v1 socket was closed 1011, the v2 publish answered db_error)',
     () => ({ committed: counts.framesNotified, failed: counts.framesFailed }),
     'result',
   );
@@ -189,6 +191,7 @@ export function createMetrics(): Metrics {
       batchSize.observe(frames);
       batchSeconds.observe(seconds);
     },
+    markUnsent: (frames) => void (counts.framesFailed += frames),
     markQueueFull: () => void (counts.framesRefusedQueueFull += 1),
     markPaused: () => void (counts.pauses += 1),
     markRateLimited: () => void (counts.rateLimited += 1),

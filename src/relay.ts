@@ -171,6 +171,7 @@ export function createRelay(opts: RelayOptions): Relay {
     ...(opts.notifyTimeoutMs === undefined ? {} : { timeoutMs: opts.notifyTimeoutMs }),
     onBatch: (frames, ok, seconds) => metrics?.markBatch(frames, ok, seconds),
     onQueued: (frames) => metrics?.markQueued(frames),
+    onUnsent: (frames) => metrics?.markUnsent(frames),
     // After a failed batch the socket is about to be closed 1011 (its frames' rejections run
     // next): nothing held may follow the failed frames into the database.
     // A v2 socket stays open after a failed publish (db_error): what it sent next still goes.

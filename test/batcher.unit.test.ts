@@ -1,6 +1,6 @@
 // The NOTIFY batcher alone, with a recording sender: batching, per-owner order,
 // the identical-payload rule, atomic frames, failures and dropping.
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createNotifyBatcher, NotifyTimeoutError } from '../src/db/batcher.js';
 
 interface Gate {
@@ -109,6 +109,72 @@ describe('notify batcher', () => {
     gate.release();
     await next;
     expect(b.size()).toBe(0);
+  });
+});
+
+describe('notify batcher: a stalled database answers every frame in bounded time', () => {
+  // Fake clocks (setTimeout and performance.now()); setImmediate stays real, for turn().
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('fails a frame that waited 0.9 x timeout for a batch while none committed, unsent, before the stalled batch times out', async () => {
+    const gate = gatedSender();
+    const settled: [string, boolean][] = [];
+    const b = createNotifyBatcher<string>({ send: gate.send, concurrency: 1, timeoutMs: 1000, onSettled: (owner, ok) => void settled.push([owner, ok]) });
+    const order: string[] = [];
+    const watch = (name: string, p: Promise<void>): Promise<unknown> =>
+      p.then(
+        () => order.push(`${name} ok`),
+        (err: unknown) => {
+          order.push(`${name} ${(err as Error).name}`);
+        },
+      );
+    const stuck = watch('a1', b.push('a', ['a1']));
+    await turn();
+    // No connection free: these wait. Without the rule they would be sent once a1 timed out
+    // (at 1000 ms) and fail 1000 ms later: 2 x timeout, and more for every batch's worth behind.
+    const waiting = [watch('b1', b.push('b', ['b1'])), watch('c1', b.push('c', ['c1']))];
+    await turn();
+    vi.advanceTimersByTime(899);
+    await turn();
+    expect(order).toEqual([]);
+    vi.advanceTimersByTime(1);
+    await Promise.all(waiting);
+    expect(order).toEqual(['b1 NotifyQueueTimeoutError', 'c1 NotifyQueueTimeoutError']);
+    expect(settled).toEqual([
+      ['b', false],
+      ['c', false],
+    ]);
+    vi.advanceTimersByTime(100);
+    await stuck;
+    expect(order.at(-1)).toBe('a1 NotifyTimeoutError');
+    // Never sent: they could not have been delivered, and the error says so.
+    expect(gate.batches).toEqual([['a1']]);
+    expect(b.size()).toBe(0);
+  });
+
+  it('lets frames wait longer than that while batches keep committing: a busy database is not a stalled one', async () => {
+    const gate = gatedSender();
+    const b = createNotifyBatcher<string>({ send: gate.send, concurrency: 1, timeoutMs: 1000, maxBatchPayloads: 1 });
+    const frames = [b.push('a', ['a1'])];
+    await turn();
+    frames.push(b.push('b', ['b1']), b.push('c', ['c1']));
+    await turn();
+    vi.advanceTimersByTime(500);
+    gate.release(); // a1 commits at 500 ms: b1 goes, c1 waits on
+    await turn();
+    vi.advanceTimersByTime(500);
+    await turn();
+    // c1 has waited 1000 ms, but the database committed 500 ms ago.
+    gate.release(); // b1 commits: c1 goes
+    await turn();
+    gate.release();
+    await Promise.all(frames);
+    expect(gate.batches).toEqual([['a1'], ['b1'], ['c1']]);
   });
 });
 

@@ -180,4 +180,28 @@ describe('a v2 publish while the database is unreachable (PROTOCOL.md §9)', () 
     expect(await client.request({ type: 'ping', id: 2 }, 10_000)).toEqual({ type: 'pong', id: 2 });
     expect(client.ws.readyState).toBe(client.ws.OPEN);
   });
+
+  it('a publish waiting behind a stalled batch is answered within 2 x the NOTIFY timeout, as never sent, not after that batch and then its own', async () => {
+    const cluster = await ownCluster();
+    // One connection: a second batch can only wait for the first.
+    const srv = await startPgws(cluster.uri, { poolSize: 1 }, { notifyTimeoutMs: 1000 });
+    const first = await connectV2(`${srv.url}/`, await token({ mode: 'rw' }));
+    const behind = await Promise.all([1, 2, 3].map(async () => connectV2(`${srv.url}/`, await token({ mode: 'rw' }))));
+    const stalled = stall(clusterPids(cluster.serverPid() ?? 0));
+    const stuck = first.request({ type: 'publish', id: 'first', channel: 'chat', payload: 'in flight' }, 10_000);
+    // Answered after the publish was handed to the batcher: its batch is in flight by now.
+    expect(await first.request({ type: 'ping', id: 'p' })).toEqual({ type: 'pong', id: 'p' });
+    const asked = Date.now();
+    const answers = await Promise.all(behind.map((c, i) => c.request({ type: 'publish', id: i, channel: 'chat', payload: 'waiting' }, 10_000)));
+    const waited = Date.now() - asked;
+    for (const [i, answer] of answers.entries()) {
+      expect(answer).toEqual({ type: 'error', id: i, code: 'db_error', message: 'database error: the message was not delivered' });
+    }
+    expect(waited).toBeLessThan(2 * 1000);
+    expect(await stuck).toMatchObject({ type: 'error', id: 'first', code: 'db_error', message: expect.stringContaining('may still be delivered') });
+    // The one sent and the three never sent.
+    expect(srv.server.metrics.snapshot()).toMatchObject({ framesFailed: 4, framesNotified: 0 });
+    stalled.resume();
+    expect(await behind[0]?.request({ type: 'publish', id: 'after', channel: 'chat', payload: 'after' }, 10_000)).toEqual({ type: 'published', id: 'after' });
+  });
 });

@@ -13,6 +13,12 @@
 //    NOTIFYs on one channel within a transaction, which would lose one in silence.
 //  - Bounded: the caller asks pending(owner) before pushing and refuses beyond
 //    its limit; batches are capped in payloads and bytes.
+//  - Answered in bounded time when the database is stalled: a batch in flight fails after
+//    timeoutMs, and a frame still waiting for a batch fails after QUEUE_WAIT_SHARE of it when
+//    no batch has committed meanwhile. So every frame is settled within 2 x timeoutMs (PROTOCOL.md
+//    §9: a publish while the database is unreachable is answered within 10 s), however many
+//    batches' worth of frames queued behind the stalled ones. A database that is merely busy
+//    keeps committing batches, and its queued frames wait as long as flow control lets them.
 
 export interface BatchSender {
   /** All payloads in one statement: committed all together or not at all. */
@@ -33,6 +39,8 @@ export interface NotifyBatcherOptions<O> {
   readonly timeoutMs?: number;
   /** Called after each batch with the number of frames, whether it committed, and how long it took. */
   readonly onBatch?: (frames: number, ok: boolean, seconds: number) => void;
+  /** Called with the frames that failed without being sent: queued behind a failed batch, or waited too long. */
+  readonly onUnsent?: (frames: number) => void;
   /** Called when the number of waiting frames changes (for a peak gauge). */
   readonly onQueued?: (frames: number) => void;
   /**
@@ -59,6 +67,8 @@ export interface NotifyBatcher<O> {
 interface Unit {
   readonly payloads: readonly string[];
   readonly bytes: number;
+  /** performance.now() when it was queued. */
+  readonly queuedAt: number;
   readonly resolve: () => void;
   readonly reject: (err: Error) => void;
 }
@@ -72,12 +82,22 @@ interface OwnerQueue {
 const DEFAULT_MAX_BATCH_PAYLOADS = 500;
 const DEFAULT_MAX_BATCH_BYTES = 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 5000;
+/** How long, as a share of timeoutMs, a frame may wait for a batch while none commits. */
+const QUEUE_WAIT_SHARE = 0.9;
 
 /** The batch may still commit later: its frames' fate is unknown, and the client must be told so. */
 export class NotifyTimeoutError extends Error {
   constructor(ms: number) {
     super(`NOTIFY not answered within ${ms} ms`);
     this.name = 'NotifyTimeoutError';
+  }
+}
+
+/** The frame was never sent: no batch committed while it waited, so it was not delivered. */
+export class NotifyQueueTimeoutError extends Error {
+  constructor(ms: number) {
+    super(`NOTIFY not sent: the database committed nothing for ${ms} ms while it waited`);
+    this.name = 'NotifyQueueTimeoutError';
   }
 }
 
@@ -91,6 +111,56 @@ export function createNotifyBatcher<O>(opts: NotifyBatcherOptions<O>): NotifyBat
   let total = 0;
   let scheduled = false;
   let idleWaiters: (() => void)[] = [];
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const maxWaitMs = Math.max(1, Math.floor(timeoutMs * QUEUE_WAIT_SHARE));
+  /** When a batch last committed (or the batcher was made): the database's sign of life. */
+  let lastCommit = performance.now();
+  /** Looks for frames that waited too long, at the earliest moment one could have. */
+  let sweepTimer: NodeJS.Timeout | undefined;
+
+  function armSweep(at: number): void {
+    if (sweepTimer !== undefined) return;
+    // unref: a stalled database must not keep an exiting process alive.
+    sweepTimer = setTimeout(sweep, Math.max(1, Math.ceil(at - performance.now()))).unref();
+  }
+
+  /** Fails the queued frames that waited maxWaitMs while no batch committed (the database is stalled). */
+  function sweep(): void {
+    sweepTimer = undefined;
+    const now = performance.now();
+    let next = Infinity;
+    let settled = 0;
+    const expired: O[] = [];
+    for (const [owner, queue] of owners) {
+      const head = queue.units[0];
+      if (head === undefined) continue;
+      if (queue.inFlight > 0) {
+        // Its frames fail with its batch in flight if that fails; look again once it is settled.
+        next = Math.min(next, now + maxWaitMs);
+        continue;
+      }
+      // Waited long enough, and the database committed nothing for as long: give up on it.
+      const due = Math.max(head.queuedAt, lastCommit) + maxWaitMs;
+      if (due > now) {
+        next = Math.min(next, due);
+        continue;
+      }
+      // All of the owner's frames, the head first: later ones never overtake a failed one.
+      const failed = queue.units.splice(0);
+      ready.delete(owner);
+      owners.delete(owner);
+      const error = new NotifyQueueTimeoutError(maxWaitMs);
+      for (const unit of failed) unit.reject(error);
+      settled += failed.length;
+      expired.push(owner);
+    }
+    if (settled > 0) {
+      opts.onUnsent?.(settled);
+      changed(-settled);
+    }
+    for (const owner of expired) opts.onSettled?.(owner, false);
+    if (next !== Infinity) armSweep(next);
+  }
 
   function schedule(): void {
     if (scheduled) return;
@@ -149,7 +219,6 @@ export function createNotifyBatcher<O>(opts: NotifyBatcherOptions<O>): NotifyBat
     inFlightBatches += 1;
     const started = performance.now();
     let failure: Error | undefined;
-    const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new NotifyTimeoutError(timeoutMs)), timeoutMs);
@@ -162,6 +231,7 @@ export function createNotifyBatcher<O>(opts: NotifyBatcherOptions<O>): NotifyBat
       clearTimeout(timer);
     }
     inFlightBatches -= 1;
+    if (failure === undefined) lastCommit = performance.now();
     opts.onBatch?.(batch.units.length, failure === undefined, (performance.now() - started) / 1000);
     for (const unit of batch.units) {
       if (failure) unit.reject(failure);
@@ -176,6 +246,7 @@ export function createNotifyBatcher<O>(opts: NotifyBatcherOptions<O>): NotifyBat
         // Before pump() can send them: frames behind a failed one never overtake it.
         const behind = queue.units.splice(0);
         for (const unit of behind) unit.reject(failure);
+        if (behind.length > 0) opts.onUnsent?.(behind.length);
         settled += behind.length;
       }
       if (queue.units.length > 0) ready.add(owner);
@@ -205,10 +276,12 @@ export function createNotifyBatcher<O>(opts: NotifyBatcherOptions<O>): NotifyBat
           owners.set(owner, queue);
         }
         const bytes = payloads.reduce((sum, p) => sum + Buffer.byteLength(p), 0);
-        queue.units.push({ payloads, bytes, resolve, reject });
+        const queuedAt = performance.now();
+        queue.units.push({ payloads, bytes, queuedAt, resolve, reject });
         if (queue.inFlight === 0) ready.add(owner);
         changed(1);
         schedule();
+        armSweep(queuedAt + maxWaitMs);
       });
     },
     pending(owner) {
