@@ -61,6 +61,7 @@ const LABELS = {
   serverUsPerNotif: 'server CPU-µs/notif',
   framesPerNotif: 'frames/notif',
   heapPerSocketKiB: 'JS heap/socket KiB',
+  rssFirstPerSocketKiB: 'RSS/socket KiB, first N',
   subscriptionsPerSec: 'subscribes/s',
   journalRows: 'journal rows',
   replayP50Ms: 'p50 ms',
