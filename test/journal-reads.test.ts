@@ -3,7 +3,8 @@
 // runs is never joined (that would open a gap: see the top of history.ts), and a subscription's
 // frames are built once. The journal is the real one; it only counts the reads it is asked for.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createJournal, type Journal } from '../src/db/journal.js';
+import postgres from 'postgres';
+import { createJournal, readJournalFloor, type Journal } from '../src/db/journal.js';
 import { compileFilter } from '../src/v2/filter.js';
 import { createHistoryReader, REPLAY_CHUNK_ROWS, type History } from '../src/v2/history.js';
 import { createSubscriptionTable } from '../src/v2/subscriptions.js';
@@ -111,5 +112,33 @@ describe('shared journal reads', () => {
     await running;
     for (const outcome of await Promise.allSettled(bad)) expect(outcome.status).toBe('rejected');
     await expect(reader.read('any', '0')).resolves.toMatchObject({ replay: { complete: true } });
+  });
+});
+
+describe('the journal floor read before each LISTEN', () => {
+  it('is the newest offset of the whole journal; null without the journal, or for a role that may not read it (LISTEN still goes on)', async () => {
+    const [newest] = await publishMany('floor', 3).then((ids) => ids.slice(-1));
+    expect(await readJournalFloor(db.sql)).toBe(newest);
+
+    const bare = await createTestDatabase();
+    expect(await readJournalFloor(bare.sql)).toBeNull();
+
+    const role = `pgws_floor_${Date.now().toString(36)}`;
+    await db.sql.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD 'floor'`);
+    const url = new URL(db.uri);
+    url.username = role;
+    url.password = 'floor';
+    const restricted = postgres(url.toString(), { max: 1, onnotice: () => undefined });
+    try {
+      expect(await readJournalFloor(restricted)).toBeNull(); // no USAGE on schema pgws
+      await db.sql.unsafe(`GRANT USAGE ON SCHEMA pgws TO ${role}`);
+      expect(await readJournalFloor(restricted)).toBeNull(); // no SELECT on the table
+      await db.sql.unsafe(`GRANT SELECT ON pgws.journal TO ${role}`);
+      expect(await readJournalFloor(restricted)).toBe(newest);
+    } finally {
+      await db.sql.unsafe(`DROP OWNED BY ${role}`);
+      await restricted.end();
+      await db.sql.unsafe(`DROP ROLE ${role}`);
+    }
   });
 });

@@ -31,13 +31,18 @@ export interface Journal {
 }
 
 /**
- * The newest offset of the whole journal, null when it is empty or not installed (start-up then
- * stops with its own message). Read on the listener's connection just before its LISTEN: ids
+ * The newest offset of the whole journal, null when it is empty, not installed (start-up then
+ * stops with its own message) or not readable by this role (catch-up reads then fail with
+ * db_error, and LISTEN must not). Read on the listener's connection just before its LISTEN: ids
  * follow commit order, so no message at or below it can reach that LISTEN, and a catch-up must
  * not wait for one.
  */
 export async function readJournalFloor(sql: postgres.Sql<Record<string, unknown>>): Promise<string | null> {
-  const [table] = await sql<{ ok: boolean }[]>`SELECT to_regclass('pgws.journal') IS NOT NULL AS ok`;
+  // Without USAGE on the schema even naming the table fails: look at the schema by itself first.
+  const [table] = await sql<{ ok: boolean }[]>`
+    SELECT CASE WHEN to_regnamespace('pgws') IS NULL OR NOT has_schema_privilege('pgws', 'USAGE') THEN false
+                WHEN to_regclass('pgws.journal') IS NULL THEN false
+                ELSE has_table_privilege(to_regclass('pgws.journal'), 'SELECT') END AS ok`;
   if (table?.ok !== true) return null;
   const [row] = await sql<{ id: string | null }[]>`SELECT max(id)::text AS id FROM pgws.journal`;
   return row?.id ?? null;
