@@ -11,7 +11,7 @@ import { createOriginPolicy } from './auth/origins.js';
 import { readSocketRequest, type SocketRequest } from './auth/token-source.js';
 import { createListener, type Listener } from './db/listener.js';
 import { describeDbError } from './db/errors.js';
-import { createJournal, readJournalFloor, type Journal } from './db/journal.js';
+import { createJournal, journalGrants, readJournalFloor, type Journal } from './db/journal.js';
 import { createRpc } from './rpc.js';
 import { createNotifier } from './db/notifier.js';
 import { bannerAnswer } from './http/banner.js';
@@ -252,6 +252,17 @@ export class JournalMissingError extends Error {
   }
 }
 
+/** PGWS_JOURNAL=on with a role that may not use the journal: start-up stops (exit 1) with the GRANTs to run. */
+export class JournalRightsError extends Error {
+  constructor(role: string, missing: readonly string[]) {
+    super(
+      `PGWS_JOURNAL=on, but role "${role}" may not use the journal: it lacks ${missing.join(', ')}. ` +
+        `As the journal's owner, run: ${journalGrants(role)}`,
+    );
+    this.name = 'JournalRightsError';
+  }
+}
+
 /** Most often the journal is pruned: every min(retention, 10 s) (PROTOCOL.md §10). */
 const PRUNE_EVERY_MS = 10_000;
 
@@ -264,6 +275,9 @@ async function startJournal(uri: string, retentionSeconds: number, log: Logger, 
   const journal = createJournal(uri);
   teardown.push(() => journal.stop().catch(() => undefined));
   if (!(await journal.installed())) throw new JournalMissingError();
+  // Checked now, not found out frame by frame (1011, db_error) or never (pruning only logs).
+  const rights = await journal.missingRights();
+  if (rights.missing.length > 0) throw new JournalRightsError(rights.role, rights.missing);
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   const prune = async (): Promise<void> => {

@@ -276,6 +276,42 @@ describe('pruning and the start-up check', () => {
     const bare = await createTestDatabase();
     await expect(within(startPgws(bare.uri, { journal: true }), 15_000, 'start')).rejects.toThrow(/pgws sql install --apply/);
   });
+
+  it('refuses to start as a role that may not use the journal, naming what it lacks and the GRANTs; with those GRANTs it starts and journals', async () => {
+    const role = `pgws_rights_${Date.now().toString(36)}`;
+    await db.sql.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD 'rights'`);
+    const url = new URL(db.uri);
+    url.username = role;
+    url.password = 'rights';
+    try {
+      const refused = within(startPgws(url.toString(), { journal: true }), 15_000, 'start');
+      await expect(refused).rejects.toThrow(`role "${role}" may not use the journal: it lacks USAGE on schema pgws, SELECT on pgws.journal`);
+      const grants = ((await refused.catch((err: unknown) => err)) as Error).message.split('As the journal\'s owner, run: ')[1] ?? '';
+      expect(grants).toContain(`GRANT USAGE ON SCHEMA pgws TO "${role}";`);
+      // The printed GRANTs, run as given, are all it takes.
+      await db.sql.unsafe(grants);
+      const granted = await startPgws(url.toString(), { journal: true });
+      try {
+        const target = channel();
+        const reader = await v2({ mode: 'r' }, granted);
+        await reader.request({ type: 'subscribe', channel: target });
+        const writer = await v2({ mode: 'w' }, granted);
+        expect(await writer.request({ type: 'publish', channel: target, payload: 'as the role' })).toMatchObject({ type: 'published' });
+        const [frame] = await messages(reader, 1);
+        expect(frame).toMatchObject({ data: { payload: 'as the role' } });
+        expect(frame?.offset).toMatch(/^[0-9]+$/);
+        const again = await v2({ mode: 'r' }, granted);
+        const before = (BigInt(frame?.offset ?? '1') - 1n).toString();
+        expect(await again.request({ type: 'subscribe', channel: target, since: before })).toMatchObject({ type: 'subscribed', recovered: true });
+        expect(await messages(again, 1)).toMatchObject([{ offset: frame?.offset }]);
+      } finally {
+        await granted.stop();
+      }
+    } finally {
+      await db.sql.unsafe(`DROP OWNED BY ${role}`);
+      await db.sql.unsafe(`DROP ROLE ${role}`);
+    }
+  });
 });
 
 afterAll(async () => {

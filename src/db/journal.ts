@@ -15,6 +15,11 @@ export type Replay = { readonly complete: true; readonly rows: readonly JournalR
 export interface Journal {
   /** Whether `pgws sql install` ran on this database (pgws.publish exists). */
   installed(): Promise<boolean>;
+  /**
+   * What this connection's role lacks to use the journal as pgws does (publish frames through
+   * pgws.publish_batch, read history, prune), each as "PRIVILEGE on object"; empty when nothing.
+   */
+  missingRights(): Promise<{ readonly role: string; readonly missing: readonly string[] }>;
   /** The newest offset of a channel, null when it has none. */
   newestOffset(channel: string): Promise<string | null>;
   /**
@@ -48,6 +53,30 @@ export async function readJournalFloor(sql: postgres.Sql<Record<string, unknown>
   return row?.id ?? null;
 }
 
+/** The rights pgws's role needs on the journal's objects (see missingRights), as they are named in GRANT. */
+const JOURNAL_RIGHTS = [
+  { key: 'schema_usage', right: 'USAGE on schema pgws' },
+  { key: 'journal_select', right: 'SELECT on pgws.journal' },
+  { key: 'journal_insert', right: 'INSERT on pgws.journal' },
+  { key: 'journal_delete', right: 'DELETE on pgws.journal' },
+  { key: 'sequence_usage', right: 'USAGE on sequence pgws.journal_id' },
+  { key: 'pruned_select', right: 'SELECT on pgws.journal_pruned' },
+  { key: 'pruned_update', right: 'UPDATE on pgws.journal_pruned' },
+  { key: 'batch_execute', right: 'EXECUTE on function pgws.publish_batch(text[], text[])' },
+] as const;
+
+/** The GRANTs that give `role` every right of JOURNAL_RIGHTS (idempotent: run them as the journal's owner). */
+export function journalGrants(role: string): string {
+  const who = `"${role.replaceAll('"', '""')}"`;
+  return [
+    `GRANT USAGE ON SCHEMA pgws TO ${who};`,
+    `GRANT SELECT, INSERT, DELETE ON pgws.journal TO ${who};`,
+    `GRANT USAGE ON SEQUENCE pgws.journal_id TO ${who};`,
+    `GRANT SELECT, UPDATE ON pgws.journal_pruned TO ${who};`,
+    `GRANT EXECUTE ON FUNCTION pgws.publish_batch(text[], text[]) TO ${who};`,
+  ].join(' ');
+}
+
 /** Connections of the journal's pool: catch-up reads run at most this many at a time. */
 export const JOURNAL_POOL_SIZE = 2;
 
@@ -62,8 +91,34 @@ export function createJournal(uri: string): Journal {
 
   return {
     async installed() {
-      const [row] = await sql<{ ok: boolean }[]>`SELECT to_regprocedure('pgws.publish(text)') IS NOT NULL AS ok`;
+      // From the catalog: to_regprocedure fails outright for a role without USAGE on schema pgws,
+      // which missingRights() reports with the GRANTs to run.
+      const [row] = await sql<{ ok: boolean }[]>`
+        SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                       WHERE n.nspname = 'pgws' AND p.proname = 'publish' AND oidvectortypes(p.proargtypes) = 'text') AS ok`;
       return row?.ok === true;
+    },
+
+    async missingRights() {
+      // By OID from the catalogs: naming pgws objects in has_*_privilege fails outright
+      // without USAGE on the schema, which is one of the things to report.
+      const [row] = await sql<({ role: string } & Record<(typeof JOURNAL_RIGHTS)[number]['key'], boolean | null>)[]>`
+        WITH n AS (SELECT oid FROM pg_namespace WHERE nspname = 'pgws'),
+             rel AS (SELECT c.oid, c.relname FROM pg_class c JOIN n ON c.relnamespace = n.oid),
+             fn AS (SELECT p.oid FROM pg_proc p JOIN n ON p.pronamespace = n.oid
+                    WHERE p.proname = 'publish_batch' AND oidvectortypes(p.proargtypes) = 'text[], text[]')
+        SELECT current_user::text AS role,
+          has_schema_privilege((SELECT oid FROM n), 'USAGE') AS schema_usage,
+          has_table_privilege((SELECT oid FROM rel WHERE relname = 'journal'), 'SELECT') AS journal_select,
+          has_table_privilege((SELECT oid FROM rel WHERE relname = 'journal'), 'INSERT') AS journal_insert,
+          has_table_privilege((SELECT oid FROM rel WHERE relname = 'journal'), 'DELETE') AS journal_delete,
+          has_sequence_privilege((SELECT oid FROM rel WHERE relname = 'journal_id'), 'USAGE') AS sequence_usage,
+          has_table_privilege((SELECT oid FROM rel WHERE relname = 'journal_pruned'), 'SELECT') AS pruned_select,
+          has_table_privilege((SELECT oid FROM rel WHERE relname = 'journal_pruned'), 'UPDATE') AS pruned_update,
+          has_function_privilege((SELECT oid FROM fn), 'EXECUTE') AS batch_execute`;
+      // NULL: the object is missing (an install older than this pgws): counted as lacking it.
+      const missing = JOURNAL_RIGHTS.filter(({ key }) => row?.[key] !== true).map(({ right }) => right);
+      return { role: row?.role ?? '', missing };
     },
 
     async newestOffset(channel) {
